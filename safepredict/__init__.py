@@ -1,0 +1,75 @@
+"""safepredict: a trained detector behaves at inference exactly as at training-time evaluation.
+
+The public surface is small and imported lazily, so ``import safepredict`` stays fast and works
+with no framework (and no torch) installed.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from safepredict.errors import (
+    CheckpointMismatchError,
+    ConfigError,
+    ContractMismatchError,
+    EnvironmentMismatchError,
+    FrameworkNotInstalled,
+    InputError,
+    LockError,
+    LockFormatError,
+    LockVersionError,
+    SafePredictError,
+    SafePredictWarning,
+    TrainingArtifactNotFound,
+    UnsupportedOutputError,
+)
+
+__version__ = "0.1.0"
+
+# name -> module that defines it; resolved on first attribute access.
+_LAZY = {
+    "SafePredictor": "safepredict.predictor",
+    "Detections": "safepredict.detections",
+    "TrainingContract": "safepredict.contract",
+    "Discrepancy": "safepredict.contract",
+}
+
+__all__ = [
+    "CheckpointMismatchError",
+    "ConfigError",
+    "ContractMismatchError",
+    "Detections",
+    "Discrepancy",
+    "EnvironmentMismatchError",
+    "FrameworkNotInstalled",
+    "InputError",
+    "LockError",
+    "LockFormatError",
+    "LockVersionError",
+    "SafePredictError",
+    "SafePredictWarning",
+    "SafePredictor",
+    "TrainingArtifactNotFound",
+    "TrainingContract",
+    "UnsupportedOutputError",
+    "__version__",
+]
+
+if TYPE_CHECKING:
+    from safepredict.contract import Discrepancy, TrainingContract
+    from safepredict.detections import Detections
+    from safepredict.predictor import SafePredictor
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'safepredict' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
