@@ -68,7 +68,7 @@ if ! have mmcv "$MMCV_VERSION"; then
   if [ -z "$WHL" ]; then
     log "building mmcv $MMCV_VERSION with ops (about 14 minutes on 2 cores; cached afterwards)"
     BUILD=$(mktemp -d)
-    "$PY" -m pip download -q --no-deps --no-binary=:all: "mmcv==$MMCV_VERSION" -d "$BUILD"
+    "$PY" -m pip download -q --no-deps --no-build-isolation --no-binary=:all: "mmcv==$MMCV_VERSION" -d "$BUILD"
     tar -xzf "$BUILD"/mmcv-"$MMCV_VERSION".tar.gz -C "$BUILD"
     SRC="$BUILD/mmcv-$MMCV_VERSION"
     # torch >= 2.10 headers need C++20; mmcv's setup.py asks for C++17.
