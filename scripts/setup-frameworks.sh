@@ -102,6 +102,7 @@ if ! have "$D2_DIST" "$D2_VERSION"; then
     sed -i -e 's/^Tag: .*/Tag: py3-none-any/' -e 's/^Root-Is-Purelib: .*/Root-Is-Purelib: true/' "$INFO/WHEEL"
     # Its metadata pins numpy<2 and black; the code runs with numpy 2.
     sed -i -e '/^Requires-Dist: numpy/d' -e '/^Requires-Dist: black/d' "$INFO/METADATA"
+    mkdir -p "$BUILD/dist"
     "$PY" -m wheel pack -d "$BUILD/dist" "$D"
     cp "$BUILD"/dist/*.whl "$WHL"
     rm -rf "$BUILD"

@@ -1,0 +1,215 @@
+"""Real trained models on the synthetic data set, built once per machine and cached.
+
+``get_fixture("detectron2")`` / ``get_fixture("mmdet")`` return a :class:`Fixture`: a checkpoint
+trained with the framework's own trainer, its training config as the framework wrote it, the data
+set, and the box AP measured with the framework's own evaluator. Building runs in a subprocess
+(the trainers set up process-wide loggers and registries) under a file lock, so concurrent test
+sessions build each fixture once. The cache key covers the data spec, the training recipe, the
+sources that generate and train, and the installed framework versions.
+
+Run ``python -m safepredict.demo.fixtures detectron2 mmdet`` to build both ahead of time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from safepredict.demo.data import DatasetSpec, SyntheticDataset, generate
+
+FRAMEWORKS = ("detectron2", "mmdet")
+_VERSIONED = {
+    "detectron2": ("torch", "torchvision", "sal-detectron2", "detectron2", "numpy", "opencv-python", "pillow"),
+    "mmdet": ("torch", "torchvision", "mmcv", "mmengine", "mmdet", "numpy", "opencv-python"),
+}
+
+
+def cache_root() -> Path:
+    """The user cache directory of safepredict (``$SAFEPREDICT_CACHE`` overrides it)."""
+    env = os.environ.get("SAFEPREDICT_CACHE")
+    if env:
+        return Path(env)
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("safepredict"))
+
+
+@attrs.frozen
+class Fixture:
+    """A real trained model with its training artifacts."""
+
+    framework: str
+    output_dir: Path
+    checkpoint: Path
+    config: Path
+    dataset: SyntheticDataset
+    metrics: dict[str, float] = attrs.field(eq=False)
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.dataset.class_names
+
+    @property
+    def ap50(self) -> float:
+        return self.metrics["AP50"]
+
+
+def _recipe(framework: str) -> Any:
+    if framework == "detectron2":
+        from safepredict.frameworks.detectron2.train import Detectron2Recipe
+
+        return Detectron2Recipe()
+    if framework == "mmdet":
+        from safepredict.frameworks.mmdet.train import MMDetRecipe
+
+        return MMDetRecipe()
+    raise ValueError(f"unknown framework {framework!r}; expected one of {FRAMEWORKS}")
+
+
+def _installed(dist: str) -> str | None:
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return None
+
+
+def _source_digest(*modules: str) -> str:
+    digest = hashlib.sha256()
+    for module in modules:
+        path = Path(__file__).resolve().parent.parent.joinpath(*module.split(".")[1:]).with_suffix(".py")
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _key(payload: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def dataset_dir(spec: DatasetSpec) -> Path:
+    key = _key({"spec": attrs.asdict(spec), "src": _source_digest("safepredict.demo.data")})
+    return cache_root() / "fixtures" / f"data-{key}"
+
+
+def fixture_dir(framework: str, spec: DatasetSpec = DatasetSpec()) -> Path:
+    recipe = _recipe(framework)
+    payload = {
+        "framework": framework,
+        "spec": attrs.asdict(spec),
+        "recipe": attrs.asdict(recipe),
+        "versions": {dist: _installed(dist) for dist in _VERSIONED[framework]},
+        "src": _source_digest("safepredict.demo.data", f"safepredict.frameworks.{framework}.train"),
+    }
+    return cache_root() / "fixtures" / f"{framework}-{_key(payload)}"
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _load(framework: str, out: Path, dataset: SyntheticDataset) -> Fixture:
+    info = json.loads((out / "fixture.json").read_text())
+    return Fixture(
+        framework=framework,
+        output_dir=out,
+        checkpoint=out / info["checkpoint"],
+        config=out / info["config"],
+        dataset=dataset,
+        metrics=info["metrics"],
+    )
+
+
+def get_dataset(spec: DatasetSpec = DatasetSpec()) -> SyntheticDataset:
+    root = dataset_dir(spec)
+    with _locked(root.with_suffix(".lock")):
+        return generate(root, spec)
+
+
+def get_fixture(framework: str, spec: DatasetSpec = DatasetSpec(), *, log: Path | None = None) -> Fixture:
+    """The cached fixture of ``framework``, trained now if this machine has none yet."""
+    dataset = get_dataset(spec)
+    out = fixture_dir(framework, spec)
+    with _locked(out.with_suffix(".lock")):
+        if not (out / "fixture.json").exists():
+            tmp = out.with_name(out.name + ".tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+            log_path = log or tmp / "build.log"
+            started = time.monotonic()
+            with open(log_path, "w") as log_file:
+                proc = subprocess.run(
+                    [sys.executable, "-m", "safepredict.demo.fixtures", "--train", framework, "--data", str(dataset.root),
+                     "--out", str(tmp)],
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                    check=False,
+                )
+            if proc.returncode != 0:
+                tail = log_path.read_text()[-4000:]
+                raise RuntimeError(f"building the {framework} fixture failed (log {log_path}):\n{tail}")
+            info = json.loads((tmp / "fixture.json").read_text())
+            info["build_seconds"] = round(time.monotonic() - started, 1)
+            (tmp / "fixture.json").write_text(json.dumps(info, indent=2))
+            shutil.rmtree(out, ignore_errors=True)
+            tmp.rename(out)
+        return _load(framework, out, dataset)
+
+
+def _train_in_this_process(framework: str, data_root: Path, out: Path) -> None:
+    dataset = generate(data_root)
+    if framework == "detectron2":
+        from safepredict.frameworks.detectron2.train import train as train_d2
+
+        metrics = train_d2(dataset, out)
+        info = {"checkpoint": "model_final.pth", "config": "config.yaml", "metrics": metrics}
+    else:
+        from safepredict.frameworks.mmdet.train import MMDetRecipe
+        from safepredict.frameworks.mmdet.train import train as train_mmdet
+
+        metrics = train_mmdet(dataset, out)
+        epochs = MMDetRecipe().max_epochs
+        info = {"checkpoint": f"epoch_{epochs}.pth", "config": "train_config.py", "metrics": metrics}
+    (out / "fixture.json").write_text(json.dumps(info, indent=2))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Build safepredict's trained fixtures (cached).")
+    parser.add_argument("frameworks", nargs="*", help=f"which to build: {', '.join(FRAMEWORKS)} (default: all)")
+    parser.add_argument("--train", choices=FRAMEWORKS, help=argparse.SUPPRESS)
+    parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.train:
+        _train_in_this_process(args.train, args.data, args.out)
+        return 0
+    unknown = sorted(set(args.frameworks) - set(FRAMEWORKS))
+    if unknown:
+        parser.error(f"unknown framework(s) {unknown}; choose from {FRAMEWORKS}")
+    for framework in args.frameworks or FRAMEWORKS:
+        fixture = get_fixture(framework)
+        print(f"{framework}: AP50={fixture.ap50:.1f} AP={fixture.metrics['AP']:.1f} at {fixture.output_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

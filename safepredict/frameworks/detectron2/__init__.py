@@ -1,0 +1,1 @@
+"""Detectron2 support: contract reader, adapter and fixture trainer."""

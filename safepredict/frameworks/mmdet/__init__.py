@@ -1,0 +1,1 @@
+"""MMDetection support: contract reader, adapter and fixture trainer."""
