@@ -1,0 +1,638 @@
+"""Monitor: watches every prediction, cheaply, and says when outputs or inputs stop looking healthy.
+
+``observe(image, candidates)`` does a few numpy operations per image and writes one slot of
+fixed-size ring buffers; the window tests (empty rate, score drift, class takeover, input drift)
+run every ``check_every`` images on those buffers. Memory is bounded by the window sizes, never by
+the stream. One lock guards the state, so one Monitor can be shared by threads.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from safepredict.detections import Detections
+from safepredict.monitor import stats
+from safepredict.monitor.config import MonitorConfig
+from safepredict.monitor.findings import Finding, threshold_advice
+from safepredict.monitor.profile import ReferenceProfile
+
+# (statistic index, code, words for "low", words for "high"); None: that side is not watched.
+_INPUT_CHECKS: tuple[tuple[int, str, str | None, str | None], ...] = (
+    (stats.BRIGHTNESS, "monitor.input_brightness", "darker", "brighter"),
+    (stats.CONTRAST, "monitor.input_contrast", "lower in contrast", "higher in contrast"),
+    (stats.NOISE, "monitor.input_noise", "smoother (blurred or upscaled?)", "noisier"),
+    (stats.GRAY_FRACTION, "monitor.input_grayscale", None, "more often grayscale (equal channels)"),
+    (stats.HEIGHT, "monitor.input_size", "smaller", "larger"),
+    (stats.WIDTH, "monitor.input_size", "narrower", "wider"),
+)
+# Repeated identical best scores below this are suspicious; at 1.0 a confident model saturates.
+_SATURATED = 0.9999
+_CONSTANT_STREAK = 20
+
+
+class Monitor:
+    """The streaming monitor attached to a predictor (see docs/monitoring.md).
+
+    ``reference`` is the :class:`ReferenceProfile` captured on validation images; without one only
+    the absolute checks run (NaN scores, empty streaks, everything below the threshold).
+    ``score_threshold`` is the threshold the final outputs are cut at and ``threshold_key`` the
+    config key that sets it, named in the advice. ``observe`` returns the findings it logged.
+    """
+
+    def __init__(
+        self,
+        reference: ReferenceProfile | None = None,
+        config: MonitorConfig | None = None,
+        score_threshold: float = 0.5,
+        threshold_key: str | None = None,
+        class_names: Sequence[str] | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        emit: bool = True,
+    ) -> None:
+        cfg = config if config is not None else MonitorConfig()
+        self.config = cfg
+        self.reference = reference
+        self.score_threshold = float(score_threshold)
+        self.threshold_key = threshold_key if threshold_key is not None else getattr(reference, "threshold_key", None)
+        if class_names is None and reference is not None:
+            class_names = reference.class_names
+        self.class_names = None if class_names is None else tuple(class_names)
+        self._clock = clock
+        self._emit = emit
+        self._lock = threading.Lock()
+
+        ref = reference
+        self._bins = ref.score_bins if ref is not None else cfg.score_bins
+        self._n_classes = len(self.class_names) if self.class_names is not None else (ref.n_classes if ref else 0)
+        if ref is not None and self._n_classes != ref.n_classes and ref.n_classes:
+            raise ValueError(
+                f"the monitor has {self._n_classes} classes but the reference profile {ref.n_classes}: "
+                "the profile belongs to another model"
+            )
+        w, wi = cfg.window, cfg.input_window
+        # Output window: one slot per image.
+        self._empty = np.zeros(w, dtype=bool)
+        self._has_candidates = np.zeros(w, dtype=bool)
+        self._has_detections = np.zeros(w, dtype=bool)
+        self._max = np.full(w, np.nan, dtype=np.float32)
+        self._hist = np.zeros((w, self._bins), dtype=np.float32)
+        watch_classes = ref is not None and self._n_classes >= 2 and ref.n_images_with_detections > 0
+        self._share = np.zeros((w, self._n_classes), dtype=np.float32) if watch_classes else None
+        self._pos = 0
+        self._filled = 0
+        # Input window.
+        self._inputs = np.zeros((wi, len(stats.INPUT_STATS)), dtype=np.float64)
+        self._in_pos = 0
+        self._in_filled = 0
+        # Streaks.
+        self._streak = 0
+        self._streak_below_images = 0
+        self._streak_below_candidates = 0
+        self._streak_best_below = -math.inf
+        self._below_run = 0
+        self._last_max = math.nan
+        self._same_max_run = 0
+        # Counters (cumulative, for snapshot()).
+        self._images = 0
+        self._images_empty = 0
+        self._images_without_candidates = 0
+        self._images_nonfinite = 0
+        self._input_images = 0
+        self._candidates = 0
+        self._detections = 0
+        self._class_totals = np.zeros(self._n_classes, dtype=np.int64)
+        self._fired: Counter[str] = Counter()
+        self._suppressed: Counter[str] = Counter()
+        self._last_fired: dict[str, tuple[int, float]] = {}
+        self._threshold_checked = False
+
+        # Limits derived once from the reference.
+        self._z = stats.z_for(cfg.alpha)
+        if ref is not None:
+            self._ref_empty_rate = stats.upper_rate(ref.n_empty, ref.n_images)
+            self._empty_streak_limit = _streak_limit(self._ref_empty_rate, cfg.alpha, cfg.min_empty_streak)
+            self._ref_cand_hist = np.asarray(ref.candidate_score_hist)
+            self._ref_max_hist = np.asarray(ref.max_score_hist)
+            self._ref_share = np.asarray(ref.class_share)
+        else:
+            self._ref_empty_rate = math.nan
+            self._empty_streak_limit = cfg.empty_streak
+        self._input_limits = _input_limits(ref, cfg) if ref is not None and ref.inputs else None
+
+    # -- the hot path ---------------------------------------------------------------------------
+    def observe(self, image: np.ndarray | None, candidates: Detections) -> list[Finding]:
+        """Record one prediction and return the findings it raised (already logged and warned).
+
+        ``candidates`` are all detections before the score threshold, after NMS; the monitor cuts
+        them at ``score_threshold`` itself. ``image`` is the RGB uint8 input, or None to skip the
+        input statistics.
+        """
+        vec = None
+        if image is not None and self.config.input_checks:
+            vec = stats.image_statistics(image, self.config.input_grid)  # outside the lock: pure
+        with self._lock:
+            found = self._observe(candidates.scores, candidates.labels, vec)
+        if self._emit:
+            for finding in found:
+                finding.emit()
+        return found
+
+    def observe_many(self, samples: Iterable[tuple[np.ndarray | None, Detections]]) -> list[Finding]:
+        """Replay a recorded stream of ``(image, candidates)``; every finding raised, in order."""
+        found: list[Finding] = []
+        for image, candidates in samples:
+            found.extend(self.observe(image, candidates))
+        return found
+
+    def _observe(self, scores: np.ndarray, labels: np.ndarray, vec: np.ndarray | None) -> list[Finding]:
+        cfg = self.config
+        out: list[Finding] = []
+        self._images += 1
+        if not self._threshold_checked:
+            self._threshold_checked = True
+            self._check_threshold_mismatch(out)
+        n = scores.size
+        if n and not math.isfinite(float(scores.sum())):
+            finite = np.isfinite(scores)
+            bad = n - int(np.count_nonzero(finite))
+            self._images_nonfinite += 1
+            if self._may_fire("monitor.nan_scores"):
+                out.append(
+                    Finding(
+                        "monitor.nan_scores",
+                        f"{bad} of {n} candidate scores are NaN or infinite: the model's numerics are broken "
+                        "(fp16 overflow, a corrupt checkpoint, or an input far outside the training range)",
+                        "error",
+                        {"nonfinite": bad, "candidates": n, "image_index": self._images},
+                    )
+                )
+            scores, labels = scores[finite], labels[finite]
+            n = scores.size
+        pos = self._pos
+        if n:
+            top = float(scores.max())
+            low = float(scores.min())
+            if (low < 0.0 or top > 1.0) and self._may_fire("monitor.score_range"):
+                out.append(
+                    Finding(
+                        "monitor.score_range",
+                        f"candidate scores span [{low:.4g}, {top:.4g}], outside [0, 1]: these are not "
+                        "probabilities (logits, or an output decoded with the wrong head)",
+                        "error",
+                        {"min_score": low, "max_score": top},
+                    )
+                )
+            keep = scores >= self.score_threshold
+            n_final = int(np.count_nonzero(keep))
+            self._hist[pos] = stats.score_histogram(scores, self._bins) * (1.0 / n)
+            if n >= cfg.min_constant_candidates and top - low < 1e-6:
+                self._constant(out, f"all {n} candidates of one image score {top:.6g}", n, top)
+            if top == self._last_max and top < _SATURATED:
+                self._same_max_run += 1
+                if self._same_max_run >= _CONSTANT_STREAK:
+                    self._constant(out, f"the best score was {top:.6g} in {self._same_max_run} images in a row", n, top)
+            else:
+                self._same_max_run = 1
+                self._last_max = top
+        else:
+            top = math.nan
+            n_final = 0
+            self._hist[pos] = 0.0
+            self._images_without_candidates += 1
+        self._candidates += n
+        self._detections += n_final
+
+        # Classes of the final detections.
+        if self._n_classes:
+            if n_final:
+                final_labels = labels[keep] if n_final < n else labels
+                try:
+                    counts = np.bincount(final_labels, minlength=self._n_classes)
+                except ValueError:  # negative labels
+                    counts = np.zeros(self._n_classes + 1, dtype=np.int64)
+                if counts.size > self._n_classes:
+                    self._label_range(out, final_labels)
+                    counts = counts[: self._n_classes]
+                self._class_totals += counts
+                if self._share is not None:
+                    self._share[pos] = counts * (1.0 / n_final)
+            elif self._share is not None:
+                self._share[pos] = 0.0
+
+        # Empty outputs and the threshold advice.
+        self._empty[pos] = n_final == 0
+        self._has_candidates[pos] = n > 0
+        self._has_detections[pos] = n_final > 0
+        self._max[pos] = top
+        if n_final == 0:
+            self._images_empty += 1
+            self._streak += 1
+            if n:
+                self._streak_below_images += 1
+                self._streak_below_candidates += n
+                self._streak_best_below = max(self._streak_best_below, top)
+                self._below_run += 1
+            else:
+                self._below_run = 0
+            self._check_streaks(out, n, top)
+        else:
+            self._streak = self._streak_below_images = self._streak_below_candidates = self._below_run = 0
+            self._streak_best_below = -math.inf
+        self._pos = (pos + 1) % cfg.window
+        self._filled = min(self._filled + 1, cfg.window)
+
+        if vec is not None:
+            self._inputs[self._in_pos] = vec
+            self._in_pos = (self._in_pos + 1) % cfg.input_window
+            self._in_filled = min(self._in_filled + 1, cfg.input_window)
+            self._input_images += 1
+
+        if self._images % cfg.check_every == 0:
+            if self.reference is not None and self._filled >= cfg.min_window:
+                self._check_empty_rate(out)
+                self._check_score_drift(out)
+                if self._share is not None:
+                    self._check_classes(out)
+            if self._input_limits is not None and self._in_filled >= cfg.min_input_window:
+                self._check_inputs(out)
+        return out
+
+    # -- rate limit ----------------------------------------------------------------------------
+    def _may_fire(self, code: str) -> bool:
+        """Whether ``code`` may fire now; counts it as fired or suppressed."""
+        cfg = self.config
+        last = self._last_fired.get(code)
+        now = self._clock()
+        if last is not None and (
+            self._images - last[0] < cfg.rate_limit_images or now - last[1] < cfg.rate_limit_seconds
+        ):
+            self._suppressed[code] += 1
+            return False
+        self._last_fired[code] = (self._images, now)
+        self._fired[code] += 1
+        return True
+
+    # -- per-image checks ----------------------------------------------------------------------
+    def _check_threshold_mismatch(self, out: list[Finding]) -> None:
+        ref = self.reference
+        if ref is None or math.isclose(ref.score_threshold, self.score_threshold, abs_tol=1e-9):
+            return
+        if self._may_fire("monitor.threshold_mismatch"):
+            key = f" ({self.threshold_key})" if self.threshold_key else ""
+            out.append(
+                Finding(
+                    "monitor.threshold_mismatch",
+                    f"the score threshold{key} is {self.score_threshold:g} but the reference profile was "
+                    f"captured at {ref.score_threshold:g}; empty-rate and class checks compare unlike things",
+                    "warning",
+                    {
+                        "score_threshold": self.score_threshold,
+                        "reference_threshold": ref.score_threshold,
+                        "threshold_key": self.threshold_key,
+                    },
+                )
+            )
+
+    def _constant(self, out: list[Finding], what: str, n: int, value: float) -> None:
+        if self._may_fire("monitor.constant_scores"):
+            out.append(
+                Finding(
+                    "monitor.constant_scores",
+                    f"constant scores: {what}; a healthy model's scores vary (broken weights, or a constant input)",
+                    "error",
+                    {"candidates": n, "score": value, "image_index": self._images},
+                )
+            )
+
+    def _label_range(self, out: list[Finding], labels: np.ndarray) -> None:
+        if self._may_fire("monitor.label_range"):
+            bad = sorted({int(x) for x in labels.tolist() if not 0 <= x < self._n_classes})
+            out.append(
+                Finding(
+                    "monitor.label_range",
+                    f"labels {bad[:10]} are outside the {self._n_classes} known classes: the class names do not "
+                    "belong to this model",
+                    "error",
+                    {"labels": bad[:10], "n_classes": self._n_classes},
+                )
+            )
+
+    def _advice(self, images: int) -> str:
+        return threshold_advice(
+            self._streak_below_candidates,
+            self._streak_best_below,
+            self.score_threshold,
+            self.threshold_key,
+            images=images,
+        )
+
+    def _advice_evidence(self) -> dict[str, Any]:
+        best = self._streak_best_below
+        return {
+            "score_threshold": self.score_threshold,
+            "threshold_key": self.threshold_key,
+            "images_with_candidates_below": self._streak_below_images,
+            "candidates_below": self._streak_below_candidates,
+            "best_below": None if best == -math.inf else best,
+        }
+
+    def _check_streaks(self, out: list[Finding], n: int, top: float) -> None:
+        limit = self._empty_streak_limit
+        if limit is not None and self._streak >= limit and self._may_fire("monitor.empty_streak"):
+            ref = self.reference
+            basis = (
+                f"the reference's empty rate is {ref.empty_rate:.1%}, so {limit} in a row happens with "
+                f"probability below {self.config.alpha:g}"
+                if ref is not None
+                else "no reference profile to compare with"
+            )
+            advice = "; " + self._advice(self._streak_below_images) if self._streak_below_images else ""
+            out.append(
+                Finding(
+                    "monitor.empty_streak",
+                    f"{self._streak} images in a row with no detection above the score threshold ({basis}){advice}",
+                    "warning",
+                    {
+                        "streak": self._streak,
+                        "limit": limit,
+                        "reference_empty_rate": None if ref is None else ref.empty_rate,
+                        **self._advice_evidence(),
+                    },
+                )
+            )
+        if (
+            self.reference is None
+            and self._below_run >= self.config.below_threshold_streak
+            and self._may_fire("monitor.all_below_threshold")
+        ):
+            out.append(
+                Finding(
+                    "monitor.all_below_threshold",
+                    f"every candidate of the last {self._below_run} images scored below the threshold; "
+                    + self._advice(self._streak_below_images),
+                    "warning",
+                    {"run": self._below_run, "limit": self.config.below_threshold_streak, **self._advice_evidence()},
+                )
+            )
+
+    # -- window checks -------------------------------------------------------------------------
+    def _check_empty_rate(self, out: list[Finding]) -> None:
+        ref = self.reference
+        assert ref is not None
+        n = self._filled
+        k = int(np.count_nonzero(self._empty[:n]))
+        k_crit = stats.binomial_critical(n, self._ref_empty_rate, self.config.alpha)
+        if k < k_crit or not self._may_fire("monitor.empty_rate"):
+            return
+        with_below = int(np.count_nonzero(self._empty[:n] & self._has_candidates[:n]))
+        best_below = self._max[:n][self._empty[:n] & self._has_candidates[:n]]
+        best = float(best_below.max()) if best_below.size else None
+        advice = (
+            f"; {with_below} of these empty images had candidates below the threshold {self.score_threshold:g} "
+            f"(best {best:.3f}), set by {self.threshold_key or 'the test-time score threshold'}"
+            if best is not None
+            else "; none had any candidate, even below the threshold"
+        )
+        out.append(
+            Finding(
+                "monitor.empty_rate",
+                f"{k} of the last {n} images ({k / n:.1%}) had no detection above the score threshold, against "
+                f"{ref.empty_rate:.1%} in the reference (at most {k_crit - 1} expected by chance){advice}",
+                "warning",
+                {
+                    "empty": k,
+                    "window": n,
+                    "empty_rate": k / n,
+                    "reference_empty_rate": ref.empty_rate,
+                    "critical_count": k_crit,
+                    "p_value": stats.binomial_upper_tail(k, n, self._ref_empty_rate),
+                    "score_threshold": self.score_threshold,
+                    "threshold_key": self.threshold_key,
+                    "images_with_candidates_below": with_below,
+                    "best_below": best,
+                },
+            )
+        )
+
+    def _check_score_drift(self, out: list[Finding]) -> None:
+        ref = self.reference
+        assert ref is not None
+        cfg = self.config
+        n = self._filled
+        has = self._has_candidates[:n]
+        n_cand = int(np.count_nonzero(has))
+        drifted: dict[str, Any] = {}
+        if n_cand and ref.n_images_with_candidates:
+            hist = self._hist[:n].sum(axis=0, dtype=np.float64) / n_cand
+            value = stats.psi(hist, self._ref_cand_hist, n_cand, ref.n_images_with_candidates)
+            crit = stats.psi_critical(self._bins, n_cand, ref.n_images_with_candidates, cfg.alpha, cfg.psi_floor)
+            drifted["candidate_psi"] = value
+            drifted["candidate_psi_critical"] = crit
+            drifted["candidate_js"] = stats.js_divergence(hist, self._ref_cand_hist)
+        maxes = self._max[:n][has]
+        max_hist = np.zeros(self._bins + 1)
+        max_hist[: self._bins] = stats.score_histogram(maxes, self._bins)
+        max_hist[self._bins] = n - n_cand
+        max_hist /= n
+        value = stats.psi(max_hist, self._ref_max_hist, n, ref.n_images)
+        crit = stats.psi_critical(self._bins + 1, n, ref.n_images, cfg.alpha, cfg.psi_floor)
+        drifted["best_score_psi"] = value
+        drifted["best_score_psi_critical"] = crit
+        cand_bad = drifted.get("candidate_psi", 0.0) > drifted.get("candidate_psi_critical", math.inf)
+        best_bad = value > crit
+        if not (cand_bad or best_bad) or not self._may_fire("monitor.score_drift"):
+            return
+        median = float(np.median(maxes)) if maxes.size else math.nan
+        ref_median = ref.max_score.quantiles.get("0.5", math.nan)
+        kind = "collapsed" if median < ref_median else "drifted"
+        which = " and ".join(
+            w for w, bad in (("pre-threshold scores", cand_bad), ("best score per image", best_bad)) if bad
+        )
+        out.append(
+            Finding(
+                "monitor.score_drift",
+                f"scores have {kind}: the {which} distribution of the last {n} images differs from the reference "
+                f"(PSI {max(drifted.get('candidate_psi', 0.0), value):.2f}); median best score {median:.3f} "
+                f"against {ref_median:.3f}",
+                "warning",
+                {"window": n, "median_best_score": median, "reference_median_best_score": ref_median, **drifted},
+            )
+        )
+
+    def _check_classes(self, out: list[Finding]) -> None:
+        ref = self.reference
+        assert ref is not None and self._share is not None
+        cfg = self.config
+        n = self._filled
+        n_det = int(np.count_nonzero(self._has_detections[:n]))
+        if n_det < cfg.min_images_with_detections:
+            return
+        share = self._share[:n].sum(axis=0, dtype=np.float64) / n_det
+        excess = share - self._ref_share
+        c = int(np.argmax(excess))
+        s, r = float(share[c]), float(self._ref_share[c])
+        se = math.sqrt(max(s * (1 - s), 1e-12) / n_det + max(r * (1 - r), 1e-12) / ref.n_images_with_detections)
+        z = (s - r) / se
+        if s - r < cfg.takeover_margin or s < cfg.takeover_min_share or z < self._z:
+            return
+        if self._may_fire("monitor.class_takeover"):
+            name = self.class_names[c] if self.class_names else str(c)
+            out.append(
+                Finding(
+                    "monitor.class_takeover",
+                    f"class {name!r} takes {s:.0%} of the detections of the last {n} images against {r:.0%} in the "
+                    "reference: one class is taking over (a colour-order or preprocessing error, or a changed scene)",
+                    "warning",
+                    {"class": name, "share": s, "reference_share": r, "z": z, "images_with_detections": n_det},
+                )
+            )
+
+    def _check_inputs(self, out: list[Finding]) -> None:
+        limits = self._input_limits
+        assert limits is not None and self.reference is not None and self.reference.inputs is not None
+        cfg = self.config
+        n = self._in_filled
+        table = self._inputs[:n]
+        below = np.count_nonzero(table < limits.lo, axis=0)
+        above = np.count_nonzero(table > limits.hi, axis=0)
+        k_crit = stats.binomial_critical(n, limits.tail_rate, cfg.alpha)
+        for index, code, low_words, high_words in _INPUT_CHECKS:
+            name = stats.INPUT_STATS[index]
+            for side, words, k, bound in (
+                ("low", low_words, int(below[index]), limits.lo[index]),
+                ("high", high_words, int(above[index]), limits.hi[index]),
+            ):
+                if words is None or k < k_crit:
+                    continue
+                if code == "monitor.input_grayscale" and limits.hi[index] > cfg.max_reference_gray:
+                    continue  # the reference itself holds grayscale images: nothing to compare against
+                if not self._may_fire(code):
+                    continue
+                ref = self.reference.inputs[name]
+                median = float(np.median(table[:, index]))
+                out.append(
+                    Finding(
+                        code,
+                        f"inputs are {words} than the reference: {k} of the last {n} images have {name} "
+                        f"{'below' if side == 'low' else 'above'} {bound:.3g} (the reference's "
+                        f"{cfg.input_tail:g}..{1 - cfg.input_tail:g} quantile range is "
+                        f"{limits.lo[index]:.3g}..{limits.hi[index]:.3g}, at most {k_crit - 1} expected by chance); "
+                        f"median {median:.3g} against {ref.quantiles.get('0.5', ref.mean):.3g}",
+                        "warning",
+                        {
+                            "statistic": name,
+                            "side": side,
+                            "count": k,
+                            "window": n,
+                            "critical_count": k_crit,
+                            "bound": bound,
+                            "median": median,
+                            "reference_median": ref.quantiles.get("0.5"),
+                        },
+                    )
+                )
+        self._check_channel_order(out, table)
+
+    def _check_channel_order(self, out: list[Finding], table: np.ndarray) -> None:
+        limits = self._input_limits
+        assert limits is not None
+        cfg = self.config
+        n = table.shape[0]
+        d = float((table[:, stats.MEAN_R] - table[:, stats.MEAN_B]).mean())
+        delta, spread = limits.r_minus_b
+        se = spread / math.sqrt(n) + 1e-3
+        if abs(delta) < 2.0 * self._z * se:
+            return  # the reference's red and blue are too alike for a swap to show
+        if abs(d - delta) / se < self._z or abs(d + delta) >= cfg.channel_order_ratio * abs(d - delta):
+            return
+        means = table[:, stats.MEAN_R : stats.MEAN_B + 1].mean(axis=0)
+        ref = limits.channel_means
+        d_same = float(np.linalg.norm(means - ref))
+        d_swap = float(np.linalg.norm(means - ref[::-1]))
+        if d_swap >= cfg.channel_order_ratio * d_same or not self._may_fire("monitor.input_channel_order"):
+            return
+        out.append(
+            Finding(
+                "monitor.input_channel_order",
+                f"the mean colour of the last {n} images (R {means[0]:.0f}, G {means[1]:.0f}, B {means[2]:.0f}) is "
+                f"much closer to the reference's with red and blue swapped than to the reference "
+                f"(R {ref[0]:.0f}, G {ref[1]:.0f}, B {ref[2]:.0f}): the images are probably BGR where RGB is expected",
+                "warning",
+                {
+                    "channel_means": [float(x) for x in means],
+                    "reference_channel_means": [float(x) for x in ref],
+                    "distance": d_same,
+                    "distance_swapped": d_swap,
+                    "window": n,
+                },
+            )
+        )
+
+    # -- scraping ------------------------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        """The counters and window state as plain values (for logs, health endpoints and Prometheus)."""
+        with self._lock:
+            n = self._filled
+            maxes = self._max[:n][self._has_candidates[:n]]
+            names = self.class_names or tuple(str(i) for i in range(self._n_classes))
+            return {
+                "images_total": self._images,
+                "images_empty_total": self._images_empty,
+                "images_without_candidates_total": self._images_without_candidates,
+                "images_nonfinite_total": self._images_nonfinite,
+                "input_images_total": self._input_images,
+                "candidates_total": self._candidates,
+                "detections_total": self._detections,
+                "detections_by_class_total": {
+                    name: int(c) for name, c in zip(names, self._class_totals.tolist(), strict=True)
+                },
+                "findings_total": dict(self._fired),
+                "findings_suppressed_total": dict(self._suppressed),
+                "empty_streak": self._streak,
+                "score_threshold": self.score_threshold,
+                "window_images": n,
+                "window_empty_rate": float(np.count_nonzero(self._empty[:n]) / n) if n else None,
+                "window_median_best_score": float(np.median(maxes)) if maxes.size else None,
+                "reference_empty_rate": None if self.reference is None else self.reference.empty_rate,
+            }
+
+
+class _InputLimits:
+    """The reference's per-statistic bounds, precomputed as vectors for the input tests."""
+
+    def __init__(
+        self, lo: np.ndarray, hi: np.ndarray, tail_rate: float, r_minus_b: tuple[float, float], means: np.ndarray
+    ):
+        self.lo, self.hi, self.tail_rate, self.r_minus_b, self.channel_means = lo, hi, tail_rate, r_minus_b, means
+
+
+def _input_limits(ref: ReferenceProfile, cfg: MonitorConfig) -> _InputLimits | None:
+    inputs = ref.inputs
+    assert inputs is not None
+    q_lo, q_hi = cfg.input_tail, 1.0 - cfg.input_tail
+    available = {float(k) for k in inputs["brightness"].quantiles}
+    if q_lo not in available or q_hi not in available:
+        raise ValueError(f"input_tail {q_lo} is not a stored quantile; use one of {sorted(available)}")
+    lo = np.array([inputs[name].quantile(q_lo) for name in stats.INPUT_STATS])
+    hi = np.array([inputs[name].quantile(q_hi) for name in stats.INPUT_STATS])
+    n_ref = inputs["brightness"].n
+    rb = inputs["r_minus_b"]
+    means = np.array([inputs["mean_r"].mean, inputs["mean_g"].mean, inputs["mean_b"].mean])
+    return _InputLimits(lo, hi, stats.tail_rate(cfg.input_tail, n_ref), (rb.mean, rb.std), means)
+
+
+def _streak_limit(empty_rate: float, alpha: float, minimum: int) -> int | None:
+    """The run of empty images that happens with probability below ``alpha`` at ``empty_rate``."""
+    if empty_rate >= 0.999:
+        return None  # a model that is nearly always empty on healthy data: streaks mean nothing
+    if empty_rate <= 0.0:
+        return minimum
+    return max(minimum, math.ceil(math.log(alpha) / math.log(empty_rate)))
