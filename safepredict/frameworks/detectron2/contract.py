@@ -1,0 +1,510 @@
+"""Read Detectron2's training contract from a yacs config or a LazyConfig.
+
+yacs: ``config.yaml`` as training writes it into ``OUTPUT_DIR`` (``default_setup``), or any
+config file with ``_BASE_``, loaded exactly as Detectron2 loads it:
+``detectron2.config.get_cfg().merge_from_file(path)``. LazyConfig ``.py``/``.yaml``: through
+``detectron2.config.LazyConfig.load`` only (a ``.py`` config is Python; we never execute it
+ourselves).
+
+What is read, key by key, is listed in docs/contract.md.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from pathlib import Path
+from typing import Any
+
+from safepredict.contract import (
+    ResizePolicy,
+    TrainingArtifact,
+    TrainingContract,
+    TrainingProgress,
+    check_training_config,
+    diff,
+)
+from safepredict.errors import ConfigError, FrameworkNotInstalled, TrainingArtifactNotFound
+
+__all__ = ["discover", "load_config", "read_contract"]
+
+FRAMEWORK = "detectron2"
+logger = logging.getLogger("safepredict")
+
+# Feature strides of Detectron2's ResNet stages (res5 halves its stride when dilated).
+_RES_STRIDES = {"stem": 4, "res2": 4, "res3": 8, "res4": 16, "res5": 32}
+_FPN_BUILDERS = frozenset({"build_resnet_fpn_backbone", "build_retinanet_resnet_fpn_backbone"})
+_PLAIN_BUILDERS = frozenset({"build_resnet_backbone"})  # Backbone.size_divisibility default: 0
+
+
+def _import_d2() -> Any:
+    try:
+        import detectron2.config as d2config
+    except ImportError as exc:
+        raise FrameworkNotInstalled(
+            "reading a Detectron2 config needs detectron2, which is not importable here",
+            expected="detectron2",
+            found=str(exc),
+            fix="install Detectron2 (https://detectron2.readthedocs.io/en/latest/tutorials/install.html)",
+        ) from exc
+    return d2config
+
+
+def _is_lazy(cfg: Any) -> bool:
+    return type(cfg).__module__.startswith("omegaconf") or (
+        hasattr(cfg, "get") and "model" in cfg and "MODEL" not in cfg
+    )
+
+
+def load_config(config: Any) -> tuple[Any, str]:
+    """``(cfg, source)``: a yacs ``CfgNode`` or a LazyConfig ``DictConfig``, from a path or object.
+
+    yacs files are merged into ``get_cfg()`` as Detectron2 does (``_BASE_`` honoured). Keys the
+    default config does not know (a project's ``add_*_config`` keys) are kept rather than
+    refused, with ``set_new_allowed(True)``, and logged: the contract does not depend on them.
+    """
+    d2config = _import_d2()
+    if not isinstance(config, str | Path):
+        source = getattr(config, "_safepredict_source", None) or f"<{type(config).__name__} object>"
+        return config, source
+    path = Path(config)
+    if not path.is_file():
+        raise TrainingArtifactNotFound(
+            f"Detectron2 config {path} does not exist",
+            source=str(path),
+            fix="pass the config.yaml training wrote into OUTPUT_DIR, or the LazyConfig .py/.yaml it was trained with",
+        )
+    if path.suffix == ".py" or (path.suffix in (".yaml", ".yml") and _looks_lazy_yaml(path)):
+        try:
+            return d2config.LazyConfig.load(str(path)), str(path)
+        except Exception as exc:
+            raise ConfigError(f"LazyConfig {path} could not be loaded: {exc}", source=str(path)) from exc
+    cfg = d2config.get_cfg()
+    try:
+        cfg.merge_from_file(str(path))
+    except KeyError as exc:
+        # A project config (e.g. with MODEL.FCOS.*): take it with its new keys, as the project's
+        # add_*_config would, and say so.
+        logger.info("Detectron2 config %s has keys get_cfg() does not know (%s); kept as new keys", path, exc)
+        cfg = d2config.get_cfg()
+        cfg.set_new_allowed(True)
+        try:
+            cfg.merge_from_file(str(path))
+        except Exception as exc2:
+            raise ConfigError(f"Detectron2 config {path} could not be merged: {exc2}", source=str(path)) from exc2
+    except Exception as exc:
+        raise ConfigError(f"Detectron2 config {path} could not be read: {exc}", source=str(path)) from exc
+    return cfg, str(path)
+
+
+def _looks_lazy_yaml(path: Path) -> bool:
+    text = path.read_text(errors="replace")
+    return "_target_" in text and "MODEL:" not in text
+
+
+# --------------------------------------------------------------------------- yacs
+
+
+def _fpn_divisor(cfg: Any) -> tuple[int, str]:
+    in_features = list(cfg.MODEL.FPN.IN_FEATURES)
+    last = in_features[-1]
+    stride = _RES_STRIDES.get(last)
+    if stride is None:
+        raise KeyError(last)
+    if last == "res5" and int(cfg.MODEL.RESNETS.RES5_DILATION) == 2:
+        stride //= 2
+    return stride, f"MODEL.FPN.IN_FEATURES[-1]={last} (FPN pads to the stride of its last input: {stride})"
+
+
+def _built_divisor(cfg: Any) -> tuple[int, str]:
+    # An unknown backbone builder: build it on the CPU and ask it.
+    from detectron2.modeling import build_backbone
+
+    clone = cfg.clone()
+    clone.defrost()
+    clone.MODEL.DEVICE = "cpu"
+    backbone = build_backbone(clone)
+    return int(backbone.size_divisibility), f"MODEL.BACKBONE.NAME={cfg.MODEL.BACKBONE.NAME} (built: size_divisibility)"
+
+
+def _pad_divisor(cfg: Any) -> tuple[int, str]:
+    name = cfg.MODEL.BACKBONE.NAME
+    if name in _FPN_BUILDERS:
+        try:
+            return _fpn_divisor(cfg)
+        except KeyError:
+            return _built_divisor(cfg)
+    if name in _PLAIN_BUILDERS:
+        return 0, f"MODEL.BACKBONE.NAME={name} (a plain ResNet does not pad: size_divisibility 0)"
+    return _built_divisor(cfg)
+
+
+def _yacs_contract(cfg: Any, source: str, checkpoint: dict[str, Any] | None) -> TrainingContract:
+    meta = cfg.MODEL.META_ARCHITECTURE
+    keys: dict[str, str] = {
+        "input_format": "INPUT.FORMAT",
+        "pixel_mean": "MODEL.PIXEL_MEAN",
+        "pixel_std": "MODEL.PIXEL_STD",
+        "resize.kind": "INPUT.MIN_SIZE_TEST (DatasetMapper: ResizeShortestEdge)",
+        "resize.min_size": "INPUT.MIN_SIZE_TEST",
+        "resize.max_size": "INPUT.MAX_SIZE_TEST",
+        "resize.scale": "INPUT.MIN_SIZE_TEST",
+        "resize.keep_ratio": "INPUT.MIN_SIZE_TEST (ResizeShortestEdge keeps the ratio)",
+        "resize.interpolation": "ResizeShortestEdge(interp=Image.BILINEAR)",
+        "resize.backend": "ResizeTransform.apply_image (PIL for uint8 images)",
+        "resize.sample_style": "build_augmentation(cfg, is_train=False): sample_style='choice'",
+        "train_resize.min_size": "INPUT.MIN_SIZE_TRAIN",
+        "pad_value": "GeneralizedRCNN.preprocess_image: ImageList.from_tensors pad value 0.0",
+        "meta_architecture": "MODEL.META_ARCHITECTURE",
+        "backbone": "MODEL.BACKBONE.NAME",
+        "depth": "MODEL.RESNETS.DEPTH",
+        "heads": "MODEL.MASK_ON / MODEL.KEYPOINT_ON",
+        "framework": "config format (yacs CfgNode)",
+        "test_transforms": "build_augmentation(cfg, is_train=False)",
+    }
+    raw: dict[str, Any] = {
+        "input_format": cfg.INPUT.FORMAT,
+        "pixel_mean": list(cfg.MODEL.PIXEL_MEAN),
+        "pixel_std": list(cfg.MODEL.PIXEL_STD),
+        "resize.min_size": cfg.INPUT.MIN_SIZE_TEST,
+        "resize.max_size": cfg.INPUT.MAX_SIZE_TEST,
+        "meta_architecture": meta,
+        "backbone": cfg.MODEL.BACKBONE.NAME,
+        "depth": cfg.MODEL.RESNETS.DEPTH,
+    }
+    pad_divisor, keys["pad_divisor"] = _pad_divisor(cfg)
+
+    min_test = int(cfg.INPUT.MIN_SIZE_TEST)
+    resize = ResizePolicy(
+        kind="shortest_edge" if min_test > 0 else "none",
+        min_size=(min_test,) if min_test > 0 else (),
+        max_size=int(cfg.INPUT.MAX_SIZE_TEST) if min_test > 0 else None,
+        keep_ratio=True,
+        interpolation="bilinear",
+        backend="PIL",
+        sample_style="choice",
+    )
+    train_resize = ResizePolicy(
+        kind="shortest_edge",
+        min_size=tuple(cfg.INPUT.MIN_SIZE_TRAIN),
+        max_size=int(cfg.INPUT.MAX_SIZE_TRAIN),
+        sample_style=cfg.INPUT.MIN_SIZE_TRAIN_SAMPLING,
+    )
+
+    if meta == "RetinaNet":
+        head = "MODEL.RETINANET"
+        num_classes = cfg.MODEL.RETINANET.NUM_CLASSES
+        score = cfg.MODEL.RETINANET.SCORE_THRESH_TEST
+        nms: float | None = cfg.MODEL.RETINANET.NMS_THRESH_TEST
+        keys.update(
+            num_classes=f"{head}.NUM_CLASSES",
+            score_threshold=f"{head}.SCORE_THRESH_TEST",
+            nms_iou=f"{head}.NMS_THRESH_TEST",
+        )
+    elif meta == "ProposalNetwork":
+        num_classes, score, nms = 1, 0.0, cfg.MODEL.RPN.NMS_THRESH
+        keys.update(
+            num_classes="(proposals: 1 class)", score_threshold="(proposals: none)", nms_iou="MODEL.RPN.NMS_THRESH"
+        )
+    else:
+        head = "MODEL.ROI_HEADS"
+        num_classes = cfg.MODEL.ROI_HEADS.NUM_CLASSES
+        score = cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST
+        nms = cfg.MODEL.ROI_HEADS.NMS_THRESH_TEST
+        keys.update(
+            num_classes=f"{head}.NUM_CLASSES",
+            score_threshold=f"{head}.SCORE_THRESH_TEST",
+            nms_iou=f"{head}.NMS_THRESH_TEST",
+        )
+    max_det = cfg.MODEL.RPN.POST_NMS_TOPK_TEST if meta == "ProposalNetwork" else cfg.TEST.DETECTIONS_PER_IMAGE
+    keys["max_detections"] = (
+        "MODEL.RPN.POST_NMS_TOPK_TEST" if meta == "ProposalNetwork" else "TEST.DETECTIONS_PER_IMAGE"
+    )
+    raw.update(num_classes=num_classes, score_threshold=score, nms_iou=nms, max_detections=max_det)
+
+    heads = {"box"}
+    if cfg.MODEL.MASK_ON:
+        heads.add("mask")
+    if cfg.MODEL.KEYPOINT_ON:
+        heads.add("keypoint")
+    backbone = cfg.MODEL.BACKBONE.NAME
+    depth = cfg.MODEL.RESNETS.DEPTH if "resnet" in backbone.lower() else None
+
+    class_names, keys["class_names"] = _class_names(cfg)
+    progress = None
+    if checkpoint is not None and "iteration" in checkpoint:
+        progress = TrainingProgress(iteration=int(checkpoint["iteration"]), max_iter=int(cfg.SOLVER.MAX_ITER))
+    return TrainingContract(
+        framework=FRAMEWORK,
+        source=source,
+        input_format=cfg.INPUT.FORMAT,
+        pixel_mean=cfg.MODEL.PIXEL_MEAN,
+        pixel_std=cfg.MODEL.PIXEL_STD,
+        resize=resize,
+        pad_divisor=pad_divisor,
+        pad_value=0.0,
+        score_threshold=score,
+        nms_iou=nms,
+        max_detections=max_det,
+        num_classes=num_classes,
+        class_names=class_names,
+        meta_architecture=meta,
+        backbone=backbone,
+        depth=depth,
+        heads=frozenset(heads),
+        progress=progress,
+        keys=keys,
+        raw=raw,
+        train_resize=train_resize,
+        test_transforms=("ResizeShortestEdge",),
+    )
+
+
+def _class_names(cfg: Any) -> tuple[tuple[str, ...] | None, str]:
+    """Class names from the metadata of DATASETS.TEST[0], where this process registered it.
+
+    A Detectron2 config holds dataset *names* only; the names of the classes live in
+    ``MetadataCatalog``, which is filled by whoever registers the data set.
+    """
+    datasets = list(getattr(cfg.DATASETS, "TEST", ())) + list(getattr(cfg.DATASETS, "TRAIN", ()))
+    try:
+        from detectron2.data import MetadataCatalog
+    except ImportError:
+        return None, "MetadataCatalog (not importable)"
+    for name in datasets:
+        if name in MetadataCatalog.list():
+            classes = getattr(MetadataCatalog.get(name), "thing_classes", None)
+            if classes:
+                return tuple(classes), f"MetadataCatalog.get({name!r}).thing_classes"
+    return None, "MetadataCatalog (data set not registered in this process: class names unknown)"
+
+
+# --------------------------------------------------------------------------- LazyConfig
+
+
+def _target_name(node: Any) -> str:
+    target = node.get("_target_") if hasattr(node, "get") else None
+    if target is None:
+        return type(node).__name__
+    if isinstance(target, str):
+        return target.rsplit(".", 1)[-1]
+    return str(getattr(target, "__qualname__", getattr(target, "__name__", target)))
+
+
+def _target(node: Any) -> Any:
+    target = node.get("_target_")
+    if isinstance(target, str):
+        from detectron2.utils.registry import locate
+
+        return locate(target)
+    return target
+
+
+def _arg(node: Any, name: str, path: str) -> tuple[Any, str]:
+    """``node.name`` where the config sets it, else the default of the target's signature."""
+    if name in node and node[name] is not None:
+        return node[name], f"{path}.{name}"
+    target = _target(node)
+    func = getattr(target, "__init__", target) if inspect.isclass(target) else target
+    param = inspect.signature(func).parameters.get(name)
+    if param is None or param.default is inspect.Parameter.empty:
+        raise ConfigError(f"LazyConfig sets no {path}.{name} and {_target_name(node)} has no default for it")
+    return param.default, f"{path}.{name} (default of {_target_name(node)})"
+
+
+def _lazy_resize(augmentations: Any, path: str) -> tuple[ResizePolicy, dict[str, str], tuple[str, ...]]:
+    names = tuple(_target_name(a) for a in augmentations)
+    keys: dict[str, str] = {}
+    for index, aug in enumerate(augmentations):
+        name = _target_name(aug)
+        where = f"{path}[{index}]"
+        if name == "ResizeShortestEdge":
+            short, _ = _arg(aug, "short_edge_length", where)
+            max_size, _ = _arg(aug, "max_size", where)
+            style, _ = _arg(aug, "sample_style", where)
+            sizes = (short,) if isinstance(short, int) else tuple(short)
+            if style == "range" and len(sizes) == 2 and sizes[0] == sizes[1]:
+                sizes = sizes[:1]
+            for sub in ("kind", "min_size", "max_size", "sample_style"):
+                keys[f"resize.{sub}"] = where
+            return (
+                ResizePolicy(
+                    kind="shortest_edge",
+                    min_size=sizes,
+                    max_size=None if max_size is None or max_size >= 2**31 else int(max_size),
+                    keep_ratio=True,
+                    interpolation="bilinear",
+                    backend="PIL",
+                    sample_style="choice" if len(sizes) == 1 else style,
+                ),
+                keys,
+                names,
+            )
+        if name == "Resize":
+            shape, _ = _arg(aug, "shape", where)
+            h, w = (shape, shape) if isinstance(shape, int) else tuple(shape)
+            keys["resize.kind"] = keys["resize.scale"] = where
+            policy = ResizePolicy(kind="fixed", scale=(w, h), keep_ratio=False, interpolation="bilinear", backend="PIL")
+            return policy, keys, names
+    keys["resize.kind"] = path
+    return ResizePolicy(kind="none"), keys, names
+
+
+def _lazy_contract(cfg: Any, source: str, checkpoint: dict[str, Any] | None) -> TrainingContract:
+    model = cfg.model
+    meta = _target_name(model)
+    keys: dict[str, str] = {"meta_architecture": "model._target_", "framework": "config format (LazyConfig)"}
+    test_mapper = cfg.dataloader.test.mapper
+    input_format, keys["input_format"] = _arg(test_mapper, "image_format", "dataloader.test.mapper")
+    pixel_mean, keys["pixel_mean"] = _arg(model, "pixel_mean", "model")
+    pixel_std, keys["pixel_std"] = _arg(model, "pixel_std", "model")
+    resize, resize_keys, names = _lazy_resize(test_mapper.augmentations, "dataloader.test.mapper.augmentations")
+    keys.update(resize_keys)
+    keys["test_transforms"] = "dataloader.test.mapper.augmentations"
+    train_resize = None
+    train = cfg.dataloader.get("train")
+    if train is not None and "mapper" in train:
+        train_resize, _, _ = _lazy_resize(train.mapper.augmentations, "dataloader.train.mapper.augmentations")
+        keys["train_resize.min_size"] = "dataloader.train.mapper.augmentations"
+
+    backbone_node = model.backbone
+    backbone = _target_name(backbone_node)
+    depth = None
+    bottom_up = backbone_node.get("bottom_up") if hasattr(backbone_node, "get") else None
+    if bottom_up is not None:
+        backbone = f"{backbone}({_target_name(bottom_up)})"
+        stages = bottom_up.get("stages")
+        if stages is not None and hasattr(stages, "get") and stages.get("depth") is not None:
+            depth = int(stages.depth)
+            keys["depth"] = "model.backbone.bottom_up.stages.depth"
+    keys["backbone"] = "model.backbone._target_"
+    pad_divisor = _lazy_pad_divisor(model)
+    keys["pad_divisor"] = "model.backbone (built on the CPU: size_divisibility)"
+    keys["pad_value"] = "GeneralizedRCNN.preprocess_image: ImageList.from_tensors pad value 0.0"
+
+    heads = {"box"}
+    if "roi_heads" in model:
+        roi = model.roi_heads
+        num_classes, keys["num_classes"] = _arg(roi, "num_classes", "model.roi_heads")
+        if "box_predictor" in roi:
+            predictor, ppath = roi.box_predictor, "model.roi_heads.box_predictor"
+        else:  # CascadeROIHeads: the last stage's predictor scores the final boxes
+            predictor = roi.box_predictors[-1]
+            ppath = f"model.roi_heads.box_predictors[{len(roi.box_predictors) - 1}]"
+        score, keys["score_threshold"] = _arg(predictor, "test_score_thresh", ppath)
+        nms, keys["nms_iou"] = _arg(predictor, "test_nms_thresh", ppath)
+        max_det, keys["max_detections"] = _arg(predictor, "test_topk_per_image", ppath)
+        if roi.get("mask_head") is not None:
+            heads.add("mask")
+        if roi.get("keypoint_head") is not None:
+            heads.add("keypoint")
+    else:  # dense detectors (RetinaNet, FCOS)
+        num_classes, keys["num_classes"] = _arg(model, "num_classes", "model")
+        score, keys["score_threshold"] = _arg(model, "test_score_thresh", "model")
+        nms, keys["nms_iou"] = _arg(model, "test_nms_thresh", "model")
+        max_det, keys["max_detections"] = _arg(model, "max_detections_per_image", "model")
+    keys["heads"] = "model.roi_heads.mask_head / keypoint_head"
+
+    progress = None
+    max_iter = cfg.get("train", {}).get("max_iter") if hasattr(cfg, "get") else None
+    if checkpoint is not None and "iteration" in checkpoint:
+        progress = TrainingProgress(iteration=int(checkpoint["iteration"]), max_iter=max_iter)
+    return TrainingContract(
+        framework=FRAMEWORK,
+        source=source,
+        input_format=input_format,
+        pixel_mean=list(pixel_mean),
+        pixel_std=list(pixel_std),
+        resize=resize,
+        pad_divisor=pad_divisor,
+        pad_value=0.0,
+        score_threshold=score,
+        nms_iou=nms,
+        max_detections=max_det,
+        num_classes=num_classes,
+        class_names=None,
+        meta_architecture=meta,
+        backbone=backbone,
+        depth=depth,
+        heads=frozenset(heads),
+        progress=progress,
+        keys=keys,
+        train_resize=train_resize,
+        test_transforms=names,
+    )
+
+
+def _lazy_pad_divisor(model: Any) -> int:
+    # LazyConfig backbones are arbitrary callables: the only reliable answer is the built one.
+    from detectron2.config import instantiate
+
+    backbone = instantiate(model.backbone)
+    return int(backbone.size_divisibility)
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+def read_contract(config: Any, *, checkpoint: dict[str, Any] | None = None) -> TrainingContract:
+    """The contract of a Detectron2 config (path, ``CfgNode`` or LazyConfig ``DictConfig``)."""
+    cfg, source = load_config(config)
+    return _contract(cfg, source, checkpoint)
+
+
+def _contract(cfg: Any, source: str, checkpoint: dict[str, Any] | None) -> TrainingContract:
+    try:
+        if _is_lazy(cfg):
+            return _lazy_contract(cfg, source, checkpoint)
+        return _yacs_contract(cfg, source, checkpoint)
+    except (AttributeError, KeyError) as exc:
+        raise ConfigError(
+            f"Detectron2 config {source} lacks a key the contract needs: {exc}",
+            source=source,
+            fix="pass the full config training wrote (OUTPUT_DIR/config.yaml), not a fragment",
+        ) from exc
+
+
+def discover(path: Path, data: dict[str, Any], *, config: Any = None, training_config: Any = None) -> TrainingArtifact:
+    """The training artifact of Detectron2 checkpoint ``path`` (content ``data``)."""
+    beside = path.parent / "config.yaml"
+    if training_config is not None:
+        training = training_config
+    elif beside.is_file():
+        training = beside
+    else:
+        hint = (
+            f"if {config} is the config the model was trained with, pass it as training_config={str(config)!r}"
+            if isinstance(config, str | Path)
+            else "pass training_config='path/to/config.yaml' (the config the model was trained with)"
+        )
+        raise TrainingArtifactNotFound(
+            f"Detectron2 checkpoint {path} has no config.yaml beside it. Detectron2 writes the training "
+            "config to OUTPUT_DIR/config.yaml next to model_final.pth; without it the training "
+            "pre-processing (INPUT.FORMAT, PIXEL_MEAN/STD, MIN_SIZE_TEST) cannot be known. "
+            f"Copy that file next to the checkpoint, or {hint}.",
+            expected=str(beside),
+            found=None,
+            source=str(path),
+            fix=f"put the training config.yaml at {beside}, or {hint}",
+        )
+    training_cfg, training_source = load_config(training)
+    training_contract = _contract(training_cfg, training_source, data)
+    inference_cfg = inference_contract = None
+    inference_source = None
+    discrepancies = check_training_config(training_contract)
+    if config is not None:
+        inference_cfg, inference_source = load_config(config)
+        inference_contract = _contract(inference_cfg, inference_source, None)
+        discrepancies = diff(training_contract, inference_contract) + discrepancies
+    return TrainingArtifact(
+        framework=FRAMEWORK,
+        checkpoint=path,
+        training_contract=training_contract,
+        inference_contract=inference_contract,
+        training_cfg=training_cfg,
+        inference_cfg=inference_cfg,
+        training_source=training_source,
+        inference_source=inference_source,
+        dataset_meta={"classes": list(training_contract.class_names)} if training_contract.class_names else None,
+        discrepancies=discrepancies,
+    )
