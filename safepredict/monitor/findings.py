@@ -68,7 +68,8 @@ def undertraining_hint(
     Pass the numbers the training artifact records: Detectron2's checkpoint ``iteration`` and the
     config's ``SOLVER.MAX_ITER``, or mmengine's ``epoch``/``iter`` against ``max_epochs``/``max_iters``.
     Detectron2 stores the index of the last finished iteration (``MAX_ITER - 1`` in ``model_final``)
-    while mmengine stores the number finished, so one step short of the end counts as complete.
+    while mmengine stores the number finished, so one iteration short of the end counts as complete
+    (one epoch short does not).
     Below 90 % of the schedule the finding is a warning, otherwise information: a late "best"
     checkpoint is often chosen on purpose, a checkpoint at 5 % rarely is.
     """
@@ -83,7 +84,7 @@ def undertraining_hint(
         return None
     # The coarser unit (epochs) decides when both are known: iterations per epoch vary with the data.
     unit, done, total = progress[-1]
-    if done + 1 >= total:
+    if done + (1 if unit == "iteration" else 0) >= total:
         return None
     fraction = done / total
     severity = "warning" if fraction < 0.9 else "info"

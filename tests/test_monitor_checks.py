@@ -1,0 +1,316 @@
+"""The streaming Monitor on synthetic streams: silent on healthy ones, the right code on each fault.
+
+Every stream is a replayable list of ``(image_rgb, candidates)`` pairs, so the same tests can run on
+recorded real predictions once a predictor produces them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import warnings
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from safepredict.detections import Detections
+from safepredict.errors import SafePredictWarning
+from safepredict.monitor import Finding, Monitor, MonitorConfig, ReferenceProfile, undertraining_hint
+from safepredict.monitor.synthetic import SyntheticStream
+
+KEY = "MODEL.ROI_HEADS.SCORE_THRESH_TEST"
+NAMES = SyntheticStream().class_names
+OUTPUT_CODES = {
+    "monitor.empty_streak",
+    "monitor.empty_rate",
+    "monitor.score_drift",
+    "monitor.class_takeover",
+    "monitor.nan_scores",
+    "monitor.constant_scores",
+}
+
+
+@pytest.fixture(scope="module")
+def reference() -> ReferenceProfile:
+    return ReferenceProfile.build(
+        SyntheticStream(seed=11).take(300), score_threshold=0.5, class_names=NAMES, threshold_key=KEY
+    )
+
+
+def _monitor(reference=None, threshold=0.5, **config) -> Monitor:
+    return Monitor(
+        reference=reference,
+        config=MonitorConfig(**config),
+        score_threshold=threshold,
+        threshold_key=KEY,
+        class_names=NAMES,
+        emit=False,
+    )
+
+
+def _codes(findings: list[Finding]) -> Counter[str]:
+    return Counter(f.code for f in findings)
+
+
+def _stream(*faults: str, n: int = 300, seed: int = 21) -> list:
+    return SyntheticStream(seed=seed, faults=faults).take(n)
+
+
+# -- healthy streams: false-alarm rate 0 -------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", [31, 32])
+def test_healthy_stream_with_reference_raises_nothing(reference, seed):
+    mon = _monitor(reference)
+    findings = mon.observe_many(_stream(n=1200, seed=seed))
+    assert findings == [], [f.describe() for f in findings]
+    snap = mon.snapshot()
+    assert snap["images_total"] == 1200 and snap["findings_total"] == {} and snap["findings_suppressed_total"] == {}
+
+
+def test_healthy_stream_without_reference_raises_nothing():
+    findings = _monitor(None).observe_many(_stream(n=600, seed=33))
+    assert findings == [], [f.describe() for f in findings]
+
+
+def test_healthy_stream_against_a_small_reference_raises_nothing():
+    small = ReferenceProfile.build(SyntheticStream(seed=12).take(80), score_threshold=0.5, class_names=NAMES)
+    findings = _monitor(small).observe_many(_stream(n=600, seed=34))
+    assert findings == [], [f.describe() for f in findings]
+
+
+# -- output faults -----------------------------------------------------------------------------
+
+
+def test_too_high_threshold_fires_empty_checks_with_threshold_advice(reference):
+    findings = _monitor(reference, threshold=0.995).observe_many(_stream(n=300))
+    codes = _codes(findings)
+    assert codes["monitor.threshold_mismatch"] == 1
+    assert codes["monitor.empty_streak"] == 1 and codes["monitor.empty_rate"] == 1
+    streak = next(f for f in findings if f.code == "monitor.empty_streak")
+    ev = streak.evidence
+    assert ev["threshold_key"] == KEY and ev["score_threshold"] == 0.995
+    assert ev["candidates_below"] > 0 and 0.5 < ev["best_below"] < 0.995
+    # The sentence says how many, the best score and the key.
+    assert f"{ev['candidates_below']} candidate(s) below" in streak.message
+    assert f"{ev['best_below']:.3f}" in streak.message and KEY in streak.message
+    rate = next(f for f in findings if f.code == "monitor.empty_rate")
+    assert KEY in rate.message and rate.evidence["p_value"] < 1e-6
+
+
+def test_too_high_threshold_without_reference_fires_all_below_threshold():
+    findings = _monitor(None, threshold=0.995).observe_many(_stream(n=100))
+    first = findings[0]
+    assert first.code == "monitor.all_below_threshold"
+    assert first.evidence["run"] == 10 and first.evidence["threshold_key"] == KEY
+    assert "empty_streak" in {f.code.split(".")[1] for f in findings}
+
+
+def test_empty_streak_without_candidates_gives_no_threshold_advice():
+    mon = _monitor(None)
+    findings = [f for _ in range(30) for f in mon.observe(None, Detections.empty())]
+    assert _codes(findings) == {"monitor.empty_streak": 1}
+    assert "below the score threshold 0.5" not in findings[0].message
+    assert findings[0].evidence["candidates_below"] == 0
+
+
+def test_empty_streak_limit_follows_the_reference_empty_rate(reference):
+    mon = _monitor(reference)
+    limit = mon._empty_streak_limit
+    assert limit is not None
+    assert reference.empty_rate ** (limit - 1) > 1e-6 * 0.01  # not absurdly long
+    findings = [f for _ in range(limit) for f in mon.observe(None, Detections.empty())]
+    assert [f.code for f in findings] == ["monitor.empty_streak"]
+    assert findings[0].evidence["streak"] == limit
+
+
+def test_score_collapse_fires_score_drift(reference):
+    findings = _monitor(reference).observe_many(_stream("collapse", n=200))
+    drift = [f for f in findings if f.code == "monitor.score_drift"]
+    assert drift and "collapsed" in drift[0].message
+    assert drift[0].evidence["best_score_psi"] > drift[0].evidence["best_score_psi_critical"]
+
+
+def test_class_takeover(reference):
+    findings = _monitor(reference).observe_many(_stream("takeover", n=300))
+    codes = _codes(findings)
+    assert codes["monitor.class_takeover"] == 1
+    f = next(f for f in findings if f.code == "monitor.class_takeover")
+    assert f.evidence["class"] == NAMES[0] and f.evidence["share"] > 0.9
+    assert codes.keys() <= {"monitor.class_takeover"}
+
+
+def test_no_takeover_check_without_reference():
+    assert _monitor(None).observe_many(_stream("takeover", n=300)) == []
+
+
+def test_nan_scores_fire_at_once_and_are_excluded(reference):
+    mon = _monitor(reference)
+    findings = mon.observe_many(_stream("nan", n=50))
+    assert findings[0].code == "monitor.nan_scores" and findings[0].severity == "error"
+    assert findings[0].evidence["nonfinite"] == 1
+    assert mon.snapshot()["images_nonfinite_total"] == 50
+    assert "monitor.score_drift" not in _codes(findings)  # the finite scores are still healthy
+
+
+def test_constant_scores(reference):
+    findings = _monitor(reference).observe_many(_stream("constant", n=40))
+    assert findings[0].code == "monitor.constant_scores"
+
+
+def test_repeated_best_score_across_images_is_constant():
+    mon = _monitor(None)
+    dets = Detections(boxes=np.zeros((2, 4)), scores=[0.7, 0.2], labels=[0, 1])
+    findings = [f for _ in range(25) for f in mon.observe(None, dets)]
+    assert [f.code for f in findings] == ["monitor.constant_scores"]
+    assert "20 images in a row" in findings[0].message
+
+
+def test_scores_outside_zero_one_and_labels_outside_the_classes():
+    mon = _monitor(None)
+    logits = Detections(boxes=np.zeros((3, 4)), scores=[3.5, -1.0, 0.8], labels=[0, 1, 9])
+    assert _codes(mon.observe(None, logits)) == {"monitor.score_range": 1, "monitor.label_range": 1}
+
+
+# -- input faults ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fault", "code", "side"),
+    [
+        ("noise", "monitor.input_noise", "high"),
+        ("low_contrast", "monitor.input_contrast", "low"),
+        ("dark", "monitor.input_brightness", "low"),
+        ("grayscale", "monitor.input_grayscale", "high"),
+    ],
+)
+def test_input_drift(reference, fault, code, side):
+    findings = _monitor(reference).observe_many(_stream(fault, n=200))
+    hits = [f for f in findings if f.code == code]
+    assert hits, _codes(findings)
+    assert hits[0].evidence["side"] == side
+    assert hits[0].evidence["count"] >= hits[0].evidence["critical_count"]
+    # The candidates are healthy: no output check may blame them.
+    assert not (_codes(findings).keys() & OUTPUT_CODES)
+
+
+def test_grayscale_is_not_mistaken_for_swapped_channels(reference):
+    findings = _monitor(reference).observe_many(_stream("grayscale", n=200))
+    assert "monitor.input_channel_order" not in _codes(findings)
+
+
+def test_swapped_channel_order(reference):
+    findings = _monitor(reference).observe_many(_stream("swap_channels", n=200))
+    hit = next(f for f in findings if f.code == "monitor.input_channel_order")
+    means, ref = hit.evidence["channel_means"], hit.evidence["reference_channel_means"]
+    assert means[0] < means[2] and ref[0] > ref[2]
+    assert hit.evidence["distance_swapped"] < 0.5 * hit.evidence["distance"]
+    assert "BGR" in hit.message
+    assert "monitor.input_grayscale" not in _codes(findings)
+
+
+def test_images_are_optional(reference):
+    mon = _monitor(reference)
+    assert mon.observe_many((None, d) for _, d in _stream("noise", n=200)) == []
+    assert mon.snapshot()["input_images_total"] == 0
+
+
+# -- rate limit, logging, threads --------------------------------------------------------------
+
+
+def test_rate_limit_by_images_and_seconds():
+    now = [0.0]
+    mon = Monitor(
+        config=MonitorConfig(rate_limit_images=100, rate_limit_seconds=10.0),
+        score_threshold=0.5,
+        clock=lambda: now[0],
+        emit=False,
+    )
+    fired = []
+    for i in range(400):
+        now[0] = i * 0.05  # 20 images a second: 100 images take 5 s, so seconds decide
+        fired += [(i, f.code) for f in mon.observe(None, Detections.empty())]
+    streak_images = [i for i, code in fired if code == "monitor.empty_streak"]
+    assert streak_images == [24, 224]  # image 25 first, then 10 s (200 images) later
+    snap = mon.snapshot()
+    assert snap["findings_total"]["monitor.empty_streak"] == 2
+    assert snap["findings_suppressed_total"]["monitor.empty_streak"] == 400 - 24 - 2
+
+
+def test_findings_are_logged_with_structured_fields_and_warned(caplog):
+    mon = Monitor(score_threshold=0.9, threshold_key=KEY)
+    below = Detections(boxes=np.zeros((1, 4)), scores=[0.4], labels=[0])
+    with caplog.at_level(logging.WARNING, logger="safepredict"), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        returned = [f for _ in range(12) for f in mon.observe(None, below)]
+    assert [f.code for f in returned] == ["monitor.all_below_threshold"]
+    records = [r for r in caplog.records if getattr(r, "safepredict_code", None) == "monitor.all_below_threshold"]
+    assert len(records) == 1
+    rec = records[0]
+    assert rec.safepredict_severity == "warning"
+    assert rec.safepredict_evidence["best_below"] == pytest.approx(0.4)
+    assert rec.safepredict_evidence["threshold_key"] == KEY
+    assert any(issubclass(w.category, SafePredictWarning) for w in caught)
+
+
+def test_concurrent_observers_lose_no_counts(reference):
+    mon = _monitor(reference)
+    pairs = _stream(n=200, seed=40)
+
+    def work():
+        for image, dets in pairs:
+            mon.observe(image, dets)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    snap = mon.snapshot()
+    assert snap["images_total"] == 800 and snap["input_images_total"] == 800
+    assert snap["candidates_total"] == 4 * sum(len(d) for _, d in pairs)
+    assert sum(snap["detections_by_class_total"].values()) == snap["detections_total"]
+
+
+def test_memory_is_bounded_by_the_window(reference):
+    mon = _monitor(reference, window=150, min_window=100, input_window=60)
+    mon.observe_many(_stream(n=400))
+    assert mon._hist.shape[0] == 150 and mon._inputs.shape[0] == 60
+    assert mon.snapshot()["window_images"] == 150
+
+
+def test_profile_from_another_model_is_refused(reference):
+    with pytest.raises(ValueError, match="another model"):
+        Monitor(reference=reference, class_names=("a", "b"))
+
+
+def test_config_validates():
+    with pytest.raises(ValueError):
+        MonitorConfig(window=50, min_window=100)
+    with pytest.raises((TypeError, ValueError)):
+        MonitorConfig(alpha=2.0)
+
+
+# -- under-training hint -----------------------------------------------------------------------
+
+
+def test_undertraining_hint_names_an_early_checkpoint():
+    f = undertraining_hint(499, 90000)
+    assert f is not None and f.code == "monitor.undertrained" and f.severity == "warning"
+    assert "499 of 90000" in f.message and f.evidence["fraction"] == pytest.approx(499 / 90000, abs=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs"),
+    [((89999, 90000), {}), ((None, None), {"epoch": 12, "max_epochs": 12}), ((None, None), {})],
+)
+def test_undertraining_hint_is_silent_for_finished_or_unknown_schedules(args, kwargs):
+    assert undertraining_hint(*args, **kwargs) is None
+
+
+def test_undertraining_hint_prefers_epochs_and_grades_severity():
+    f = undertraining_hint(1000, 1200, epoch=11, max_epochs=12)
+    assert f is not None and f.evidence["unit"] == "epoch" and f.severity == "info"
+    with pytest.raises(ValueError):
+        undertraining_hint(-1, 100)

@@ -1,0 +1,125 @@
+"""The monitor's statistics: input statistics on known images, PSI, and the exact tests' critical values."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from safepredict.errors import InputError
+from safepredict.monitor import stats
+
+
+def _smooth_image(seed: int = 0, h: int = 120, w: int = 160) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    img = np.zeros((h, w, 3), np.float32)
+    img[:] = (150, 110, 70)
+    img[20:80, 30:120] = (40, 160, 200)
+    img += np.linspace(0, 40, w, dtype=np.float32)[None, :, None]
+    img += rng.normal(0, 2, img.shape).astype(np.float32)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def test_channel_means_and_brightness_of_a_flat_image():
+    img = np.zeros((50, 60, 3), np.uint8)
+    img[:] = (200, 100, 50)
+    v = stats.image_statistics(img)
+    assert v[stats.MEAN_R] == pytest.approx(200)
+    assert v[stats.MEAN_G] == pytest.approx(100)
+    assert v[stats.MEAN_B] == pytest.approx(50)
+    assert v[stats.BRIGHTNESS] == pytest.approx(0.299 * 200 + 0.587 * 100 + 0.114 * 50, rel=1e-4)
+    assert v[stats.CONTRAST] == pytest.approx(0.0, abs=1e-3)
+    assert v[stats.GRAY_FRACTION] == 0.0
+    assert (v[stats.HEIGHT], v[stats.WIDTH]) == (50, 60)
+
+
+def test_grayscale_image_has_equal_channels():
+    img = _smooth_image()
+    gray = (0.299 * img[..., 0] + 0.587 * img[..., 1] + 0.114 * img[..., 2]).astype(np.uint8)
+    colour, g3, g2 = (stats.image_statistics(x) for x in (img, np.repeat(gray[..., None], 3, axis=2), gray))
+    assert colour[stats.GRAY_FRACTION] < 0.05
+    assert g3[stats.GRAY_FRACTION] == 1.0 and g3[stats.COLOURFULNESS] == 0.0
+    assert g2[stats.GRAY_FRACTION] == 1.0
+    # Brightness of the gray version is the colour version's luminance.
+    assert g3[stats.BRIGHTNESS] == pytest.approx(colour[stats.BRIGHTNESS], abs=1.0)
+
+
+def test_noise_statistic_rises_with_noise_and_ignores_contrast():
+    img = _smooth_image().astype(np.float32)
+    rng = np.random.default_rng(1)
+    base = stats.image_statistics(img.astype(np.uint8))[stats.NOISE]
+    noisy = stats.image_statistics(np.clip(img + rng.normal(0, 25, img.shape), 0, 255).astype(np.uint8))[stats.NOISE]
+    mean = img.mean()
+    flat = stats.image_statistics(((img - mean) * 0.5 + mean).astype(np.uint8))
+    assert noisy > 2 * base
+    assert flat[stats.NOISE] == pytest.approx(base, rel=0.35)
+    assert flat[stats.CONTRAST] < 0.6 * stats.image_statistics(img.astype(np.uint8))[stats.CONTRAST]
+
+
+def test_swapped_channels_swap_the_means_and_keep_colourfulness():
+    img = _smooth_image()
+    a, b = stats.image_statistics(img), stats.image_statistics(img[:, :, ::-1])
+    assert a[stats.MEAN_R] == pytest.approx(b[stats.MEAN_B])
+    assert a[stats.MEAN_B] == pytest.approx(b[stats.MEAN_R])
+    assert a[stats.COLOURFULNESS] == pytest.approx(b[stats.COLOURFULNESS])
+
+
+def test_subsample_is_bounded_and_close_to_the_full_image():
+    img = np.random.default_rng(2).integers(0, 256, (1080, 1920, 3), dtype=np.uint8)
+    v = stats.image_statistics(img, grid=64)
+    assert v[stats.MEAN_R] == pytest.approx(img[..., 0].mean(), abs=2.0)
+    assert (v[stats.HEIGHT], v[stats.WIDTH]) == (1080, 1920)
+
+
+@pytest.mark.parametrize("shape", [(2, 2, 3), (1, 40, 3), (0, 0, 3)])
+def test_tiny_images_do_not_break(shape):
+    v = stats.image_statistics(np.full(shape, 9, np.uint8))
+    assert np.all(np.isfinite(v))
+
+
+def test_wrong_shape_is_an_input_error():
+    with pytest.raises(InputError):
+        stats.image_statistics(np.zeros((4, 4, 4), np.uint8))
+
+
+def test_score_histogram_uses_fixed_bins_and_clips():
+    h = stats.score_histogram(np.array([0.0, 0.04, 0.05, 0.999, 1.0, 1.5, -0.2], np.float32), 20)
+    assert h.tolist()[0] == 3  # 0.0, 0.04 and the clipped -0.2
+    assert h[1] == 1 and h[19] == 3 and h.sum() == 7
+
+
+def test_psi_is_zero_for_identical_and_large_for_different():
+    p = np.full(10, 0.1)
+    q = np.zeros(10)
+    q[0] = 1.0
+    assert stats.psi(p, p, 1000, 1000) == pytest.approx(0.0, abs=1e-12)
+    assert stats.psi(q, p, 1000, 1000) > 2.0
+    assert stats.js_divergence(p, p) == pytest.approx(0.0, abs=1e-12)
+    assert stats.js_divergence(q, p) > 0.3
+
+
+def test_binomial_critical_matches_brute_force():
+    n, p, alpha = 40, 0.2, 1e-3
+    tails = [sum(math.comb(n, j) * p**j * (1 - p) ** (n - j) for j in range(k, n + 1)) for k in range(n + 2)]
+    expected = next(k for k in range(n + 2) if tails[k] <= alpha)
+    assert stats.binomial_critical(n, p, alpha) == expected
+    assert stats.binomial_upper_tail(expected, n, p) == pytest.approx(tails[expected], rel=1e-9)
+
+
+def test_chi2_quantile_is_close_to_tables():
+    assert stats.chi2_quantile(10, 0.01) == pytest.approx(23.209, rel=0.01)
+    assert stats.chi2_quantile(19, 0.001) == pytest.approx(43.820, rel=0.01)
+
+
+def test_psi_critical_shrinks_with_sample_size_but_not_below_the_floor():
+    small = stats.psi_critical(20, 50, 50, 1e-6, 0.25)
+    large = stats.psi_critical(20, 1e6, 1e6, 1e-6, 0.25)
+    assert small > 1.0
+    assert large == 0.25
+
+
+def test_upper_rate_and_tail_rate_are_generous():
+    assert stats.upper_rate(20, 100) > 0.2
+    assert stats.upper_rate(0, 0) == 1.0
+    assert stats.tail_rate(0.01, 100) > 0.02
