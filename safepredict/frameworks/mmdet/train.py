@@ -282,5 +282,5 @@ def train(dataset: SyntheticDataset, work_dir: Path, recipe: MMDetRecipe = MMDet
         "AP50": float(raw["coco/bbox_mAP_50"]) * 100,
         "AP75": float(raw["coco/bbox_mAP_75"]) * 100,
     }
-    (work_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    (work_dir / "box_ap.json").write_text(json.dumps(metrics, indent=2))
     return metrics

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The whole test suite, on real Detectron2 and MMDetection: sets the frameworks up (idempotent,
+# cached), builds the trained fixtures (cached), then runs lint, types and pytest.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CACHE="${SAFEPREDICT_CACHE:-$HOME/.cache/safepredict}"
+VENV="${SAFEPREDICT_VENV:-$CACHE/venv}"
+cd "$ROOT"
+bash scripts/setup-frameworks.sh
+PY="$VENV/bin/python"
+export PATH="$VENV/bin:$PATH"
+echo "== ruff"; "$PY" -m ruff check safepredict tests benchmarks scripts
+echo "== mypy"; "$PY" -m mypy
+echo "== fixtures"; "$PY" -m safepredict.demo.fixtures
+echo "== pytest"; "$PY" -m pytest "$@"
