@@ -265,10 +265,10 @@ def from_dict(doc: Mapping[str, Any], source: str) -> Lock:
     inventory = r.table(doc, "inventory", "", required=False)
     pip_table = r.table(inventory, "pip", "inventory.", required=False)
     pip = []
-    for name, version in pip_table.items():
-        if not isinstance(version, str):
-            raise r.fail(f"inventory.pip.{name}", f"expected a version string, found {version!r}")
-        pip.append((name, version))
+    for name, pinned in pip_table.items():
+        if not isinstance(pinned, str):
+            raise r.fail(f"inventory.pip.{name}", f"expected a version string, found {pinned!r}")
+        pip.append((name, pinned))
     conda = []
     records = inventory.get("conda", [])
     if not isinstance(records, list):
