@@ -250,6 +250,7 @@ class TrainingContract:
     progress: TrainingProgress | None = attrs.field(default=None, eq=False)
     keys: FrozenMap = attrs.field(factory=FrozenMap, converter=_frozen_map, eq=False)
     raw: FrozenMap = attrs.field(factory=FrozenMap, converter=_frozen_map, eq=False, repr=False)
+    notes: FrozenMap = attrs.field(factory=FrozenMap, converter=_frozen_map, eq=False, repr=False)
     train_resize: ResizePolicy | None = attrs.field(default=None, eq=False, repr=False)
     test_transforms: tuple[str, ...] = attrs.field(default=(), converter=_names, eq=False, repr=False)
 
@@ -260,12 +261,21 @@ class TrainingContract:
             raise ValueError(f"unknown heads {sorted(unknown)}; expected a subset of {sorted(HEADS)}")
 
     def key(self, field: str) -> str:
-        """The framework key path ``field`` was read from (``field`` itself when unknown)."""
+        """The framework key path ``field`` was read from (``field`` itself when it has none).
+
+        Keys are settable paths (``MODEL.ROI_HEADS.SCORE_THRESH_TEST``,
+        ``model.test_cfg.rcnn.score_thr``, ``test_dataloader.dataset.pipeline[1].scale``); a
+        setting fixed in the framework's code has no key, and ``notes`` says where it comes from.
+        """
         return str(self.keys.get(field, field))
 
     def where(self, field: str) -> str:
-        """``source: key`` of ``field``, for messages."""
-        return f"{self.source}: {self.key(field)}"
+        """``source: key (note)`` of ``field``, for messages."""
+        note = self.notes.get(field)
+        key = self.keys.get(field)
+        if key is None:
+            return f"{self.source}: {note or field}"
+        return f"{self.source}: {key}" + (f" ({note})" if note else "")
 
     def value(self, field: str) -> Any:
         """The value of a field by its dotted name (``"resize.min_size"``)."""
@@ -345,7 +355,8 @@ PREPROCESSING_FIELDS = (
     "input_format",
     "pixel_mean",
     "pixel_std",
-    *(f"resize.{f}" for f in RESIZE_FIELDS),
+    # scale before min/max size: where both derive from one key (mmcv's scale), name the key once.
+    *(f"resize.{f}" for f in sorted(RESIZE_FIELDS, key=lambda f: f != "scale")),
     "pad_divisor",
     "pad_value",
 )
@@ -380,6 +391,7 @@ def with_overrides(
     resize: dict[str, Any] = {}
     keys = dict(contract.keys)
     raw = dict(contract.raw)
+    notes = {k: v for k, v in contract.notes.items() if k not in overrides}
     for field, value in overrides.items():
         if field == "resize":
             if isinstance(value, Mapping):
@@ -396,9 +408,10 @@ def with_overrides(
         base = top.get("resize", contract.resize)
         for name in resize:
             keys[f"resize.{name}"] = f"overrides['resize.{name}']"
+            notes.pop(f"resize.{name}", None)
         top["resize"] = attrs.evolve(base, **resize)
     try:
-        return attrs.evolve(contract, source=source, keys=keys, raw=raw, **top)
+        return attrs.evolve(contract, source=source, keys=keys, raw=raw, notes=notes, **top)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"invalid override value: {exc}", found=dict(overrides), source=source) from exc
 
@@ -433,15 +446,23 @@ def _severity(field: str) -> str:
 
 
 def _training_value_text(training: TrainingContract, field: str) -> str:
+    # repr, not _fmt: a fix is copied into a config, so values keep their exact spelling.
     if field in training.raw:
-        return _fmt(training.raw[field])
-    return _fmt(training.value(field))
+        return repr(training.raw[field])
+    return repr(training.value(field))
 
 
 def _fix(field: str, training: TrainingContract, inference: TrainingContract) -> str:
-    key = training.key(field)
     want = _training_value_text(training, field)
-    deliberate = f"or pass overrides={{{field!r}: {_fmt(inference.value(field))}}} to keep it deliberately"
+    have = repr(inference.value(field))
+    inference_key = str(inference.keys.get(field, ""))
+    if inference_key.startswith("overrides["):
+        return f"drop {inference_key} to use the training value {want}, or keep it if the change is deliberate"
+    key = inference_key or str(training.keys.get(field, ""))
+    if not key:
+        note = training.notes.get(field) or "fixed in the framework's code"
+        return f"use the training value {want} ({note}); the inference side has {have}"
+    deliberate = f"or pass overrides={{{field!r}: {have}}} to keep it deliberately"
     if field in POSTPROCESSING_FIELDS:
         return f"set {key} = {want} (training value) to match training evaluation, {deliberate}"
     if field in ("framework", "meta_architecture", "backbone", "depth", "heads", "num_classes"):
@@ -473,12 +494,18 @@ def diff(
     if inference_source is not None:
         inference = attrs.evolve(inference, source=inference_source)
     found: list[Discrepancy] = []
+    reported: set[str] = set()
     for field in DIFF_FIELDS:
         t, i = training.value(field), inference.value(field)
         if field == "class_names" and (t is None or i is None):
             continue
         if _same(t, i):
             continue
+        key = training.keys.get(field)
+        if field.startswith("resize.") and key is not None:
+            if key in reported:
+                continue  # another resize field read from the same key already names it
+            reported.add(key)
         found.append(
             Discrepancy(
                 key=field,
@@ -571,7 +598,8 @@ def check_training_config(training: TrainingContract) -> tuple[Discrepancy, ...]
     test, train = training.resize, training.train_resize
     if (
         train is not None
-        and train.kind == test.kind == "shortest_edge"
+        and train.kind in ("shortest_edge", "scale")
+        and test.kind in ("shortest_edge", "scale")
         and train.min_size
         and test.min_size
         and all(s > 0 for s in test.min_size)

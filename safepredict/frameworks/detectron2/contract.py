@@ -145,22 +145,24 @@ def _yacs_contract(cfg: Any, source: str, checkpoint: dict[str, Any] | None) -> 
         "input_format": "INPUT.FORMAT",
         "pixel_mean": "MODEL.PIXEL_MEAN",
         "pixel_std": "MODEL.PIXEL_STD",
-        "resize.kind": "INPUT.MIN_SIZE_TEST (DatasetMapper: ResizeShortestEdge)",
+        "resize.kind": "INPUT.MIN_SIZE_TEST",
         "resize.min_size": "INPUT.MIN_SIZE_TEST",
         "resize.max_size": "INPUT.MAX_SIZE_TEST",
-        "resize.scale": "INPUT.MIN_SIZE_TEST",
-        "resize.keep_ratio": "INPUT.MIN_SIZE_TEST (ResizeShortestEdge keeps the ratio)",
-        "resize.interpolation": "ResizeShortestEdge(interp=Image.BILINEAR)",
-        "resize.backend": "ResizeTransform.apply_image (PIL for uint8 images)",
-        "resize.sample_style": "build_augmentation(cfg, is_train=False): sample_style='choice'",
         "train_resize.min_size": "INPUT.MIN_SIZE_TRAIN",
-        "pad_value": "GeneralizedRCNN.preprocess_image: ImageList.from_tensors pad value 0.0",
         "meta_architecture": "MODEL.META_ARCHITECTURE",
         "backbone": "MODEL.BACKBONE.NAME",
         "depth": "MODEL.RESNETS.DEPTH",
+    }
+    notes: dict[str, str] = {
+        "resize.kind": "DatasetMapper(cfg, is_train=False) and DefaultPredictor: ResizeShortestEdge; 0 = no resize",
+        "resize.keep_ratio": "ResizeShortestEdge keeps the aspect ratio",
+        "resize.interpolation": "ResizeShortestEdge default interp=Image.BILINEAR, fixed in Detectron2's code",
+        "resize.backend": "ResizeTransform.apply_image resizes uint8 images with PIL",
+        "resize.sample_style": "build_augmentation(cfg, is_train=False) uses sample_style='choice'",
+        "pad_value": "GeneralizedRCNN.preprocess_image pads the normalised batch with 0.0 (ImageList.from_tensors)",
         "heads": "MODEL.MASK_ON / MODEL.KEYPOINT_ON",
-        "framework": "config format (yacs CfgNode)",
-        "test_transforms": "build_augmentation(cfg, is_train=False)",
+        "framework": "yacs CfgNode",
+        "test_transforms": "build_augmentation(cfg, is_train=False): ResizeShortestEdge only",
     }
     raw: dict[str, Any] = {
         "input_format": cfg.INPUT.FORMAT,
@@ -172,7 +174,7 @@ def _yacs_contract(cfg: Any, source: str, checkpoint: dict[str, Any] | None) -> 
         "backbone": cfg.MODEL.BACKBONE.NAME,
         "depth": cfg.MODEL.RESNETS.DEPTH,
     }
-    pad_divisor, keys["pad_divisor"] = _pad_divisor(cfg)
+    pad_divisor, notes["pad_divisor"] = _pad_divisor(cfg)
 
     min_test = int(cfg.INPUT.MIN_SIZE_TEST)
     resize = ResizePolicy(
@@ -203,9 +205,8 @@ def _yacs_contract(cfg: Any, source: str, checkpoint: dict[str, Any] | None) -> 
         )
     elif meta == "ProposalNetwork":
         num_classes, score, nms = 1, 0.0, cfg.MODEL.RPN.NMS_THRESH
-        keys.update(
-            num_classes="(proposals: 1 class)", score_threshold="(proposals: none)", nms_iou="MODEL.RPN.NMS_THRESH"
-        )
+        keys.update(nms_iou="MODEL.RPN.NMS_THRESH")
+        notes.update(num_classes="proposals: 1 class", score_threshold="proposals: no score threshold")
     else:
         head = "MODEL.ROI_HEADS"
         num_classes = cfg.MODEL.ROI_HEADS.NUM_CLASSES
@@ -230,7 +231,7 @@ def _yacs_contract(cfg: Any, source: str, checkpoint: dict[str, Any] | None) -> 
     backbone = cfg.MODEL.BACKBONE.NAME
     depth = cfg.MODEL.RESNETS.DEPTH if "resnet" in backbone.lower() else None
 
-    class_names, keys["class_names"] = _class_names(cfg)
+    class_names, notes["class_names"] = _class_names(cfg)
     progress = None
     if checkpoint is not None and "iteration" in checkpoint:
         progress = TrainingProgress(iteration=int(checkpoint["iteration"]), max_iter=int(cfg.SOLVER.MAX_ITER))
@@ -255,6 +256,7 @@ def _yacs_contract(cfg: Any, source: str, checkpoint: dict[str, Any] | None) -> 
         progress=progress,
         keys=keys,
         raw=raw,
+        notes=notes,
         train_resize=train_resize,
         test_transforms=("ResizeShortestEdge",),
     )
@@ -300,16 +302,22 @@ def _target(node: Any) -> Any:
     return target
 
 
-def _arg(node: Any, name: str, path: str) -> tuple[Any, str]:
-    """``node.name`` where the config sets it, else the default of the target's signature."""
+def _arg(node: Any, name: str, path: str, notes: dict[str, str] | None = None, field: str = "") -> tuple[Any, str]:
+    """``(value, key)`` of ``node.name`` where the config sets it, else the target's default.
+
+    A default is noted in ``notes[field]``: the key path is still where to set it.
+    """
+    key = f"{path}.{name}"
     if name in node and node[name] is not None:
-        return node[name], f"{path}.{name}"
+        return node[name], key
     target = _target(node)
     func = getattr(target, "__init__", target) if inspect.isclass(target) else target
     param = inspect.signature(func).parameters.get(name)
     if param is None or param.default is inspect.Parameter.empty:
-        raise ConfigError(f"LazyConfig sets no {path}.{name} and {_target_name(node)} has no default for it")
-    return param.default, f"{path}.{name} (default of {_target_name(node)})"
+        raise ConfigError(f"LazyConfig sets no {key} and {_target_name(node)} has no default for it")
+    if notes is not None and field:
+        notes[field] = f"not set: default of {_target_name(node)}"
+    return param.default, key
 
 
 def _lazy_resize(augmentations: Any, path: str) -> tuple[ResizePolicy, dict[str, str], tuple[str, ...]]:
@@ -325,8 +333,10 @@ def _lazy_resize(augmentations: Any, path: str) -> tuple[ResizePolicy, dict[str,
             sizes = (short,) if isinstance(short, int) else tuple(short)
             if style == "range" and len(sizes) == 2 and sizes[0] == sizes[1]:
                 sizes = sizes[:1]
-            for sub in ("kind", "min_size", "max_size", "sample_style"):
-                keys[f"resize.{sub}"] = where
+            keys["resize.kind"] = f"{where}._target_"
+            keys["resize.min_size"] = f"{where}.short_edge_length"
+            keys["resize.max_size"] = f"{where}.max_size"
+            keys["resize.sample_style"] = f"{where}.sample_style"
             return (
                 ResizePolicy(
                     kind="shortest_edge",
@@ -343,7 +353,8 @@ def _lazy_resize(augmentations: Any, path: str) -> tuple[ResizePolicy, dict[str,
         if name == "Resize":
             shape, _ = _arg(aug, "shape", where)
             h, w = (shape, shape) if isinstance(shape, int) else tuple(shape)
-            keys["resize.kind"] = keys["resize.scale"] = where
+            keys["resize.kind"] = f"{where}._target_"
+            keys["resize.scale"] = f"{where}.shape"
             policy = ResizePolicy(kind="fixed", scale=(w, h), keep_ratio=False, interpolation="bilinear", backend="PIL")
             return policy, keys, names
     keys["resize.kind"] = path
@@ -353,11 +364,14 @@ def _lazy_resize(augmentations: Any, path: str) -> tuple[ResizePolicy, dict[str,
 def _lazy_contract(cfg: Any, source: str, checkpoint: dict[str, Any] | None) -> TrainingContract:
     model = cfg.model
     meta = _target_name(model)
-    keys: dict[str, str] = {"meta_architecture": "model._target_", "framework": "config format (LazyConfig)"}
+    keys: dict[str, str] = {"meta_architecture": "model._target_"}
+    notes: dict[str, str] = {"framework": "LazyConfig"}
     test_mapper = cfg.dataloader.test.mapper
-    input_format, keys["input_format"] = _arg(test_mapper, "image_format", "dataloader.test.mapper")
-    pixel_mean, keys["pixel_mean"] = _arg(model, "pixel_mean", "model")
-    pixel_std, keys["pixel_std"] = _arg(model, "pixel_std", "model")
+    input_format, keys["input_format"] = _arg(
+        test_mapper, "image_format", "dataloader.test.mapper", notes, "input_format"
+    )
+    pixel_mean, keys["pixel_mean"] = _arg(model, "pixel_mean", "model", notes, "pixel_mean")
+    pixel_std, keys["pixel_std"] = _arg(model, "pixel_std", "model", notes, "pixel_std")
     resize, resize_keys, names = _lazy_resize(test_mapper.augmentations, "dataloader.test.mapper.augmentations")
     keys.update(resize_keys)
     keys["test_transforms"] = "dataloader.test.mapper.augmentations"
@@ -379,31 +393,31 @@ def _lazy_contract(cfg: Any, source: str, checkpoint: dict[str, Any] | None) -> 
             keys["depth"] = "model.backbone.bottom_up.stages.depth"
     keys["backbone"] = "model.backbone._target_"
     pad_divisor = _lazy_pad_divisor(model)
-    keys["pad_divisor"] = "model.backbone (built on the CPU: size_divisibility)"
-    keys["pad_value"] = "GeneralizedRCNN.preprocess_image: ImageList.from_tensors pad value 0.0"
+    notes["pad_divisor"] = "model.backbone, built on the CPU: its size_divisibility"
+    notes["pad_value"] = "GeneralizedRCNN.preprocess_image pads the normalised batch with 0.0"
 
     heads = {"box"}
     if "roi_heads" in model:
         roi = model.roi_heads
-        num_classes, keys["num_classes"] = _arg(roi, "num_classes", "model.roi_heads")
+        num_classes, keys["num_classes"] = _arg(roi, "num_classes", "model.roi_heads", notes, "num_classes")
         if "box_predictor" in roi:
             predictor, ppath = roi.box_predictor, "model.roi_heads.box_predictor"
         else:  # CascadeROIHeads: the last stage's predictor scores the final boxes
             predictor = roi.box_predictors[-1]
             ppath = f"model.roi_heads.box_predictors[{len(roi.box_predictors) - 1}]"
-        score, keys["score_threshold"] = _arg(predictor, "test_score_thresh", ppath)
-        nms, keys["nms_iou"] = _arg(predictor, "test_nms_thresh", ppath)
-        max_det, keys["max_detections"] = _arg(predictor, "test_topk_per_image", ppath)
+        score, keys["score_threshold"] = _arg(predictor, "test_score_thresh", ppath, notes, "score_threshold")
+        nms, keys["nms_iou"] = _arg(predictor, "test_nms_thresh", ppath, notes, "nms_iou")
+        max_det, keys["max_detections"] = _arg(predictor, "test_topk_per_image", ppath, notes, "max_detections")
         if roi.get("mask_head") is not None:
             heads.add("mask")
         if roi.get("keypoint_head") is not None:
             heads.add("keypoint")
     else:  # dense detectors (RetinaNet, FCOS)
-        num_classes, keys["num_classes"] = _arg(model, "num_classes", "model")
-        score, keys["score_threshold"] = _arg(model, "test_score_thresh", "model")
-        nms, keys["nms_iou"] = _arg(model, "test_nms_thresh", "model")
-        max_det, keys["max_detections"] = _arg(model, "max_detections_per_image", "model")
-    keys["heads"] = "model.roi_heads.mask_head / keypoint_head"
+        num_classes, keys["num_classes"] = _arg(model, "num_classes", "model", notes, "num_classes")
+        score, keys["score_threshold"] = _arg(model, "test_score_thresh", "model", notes, "score_threshold")
+        nms, keys["nms_iou"] = _arg(model, "test_nms_thresh", "model", notes, "nms_iou")
+        max_det, keys["max_detections"] = _arg(model, "max_detections_per_image", "model", notes, "max_detections")
+    notes["heads"] = "model.roi_heads.mask_head / keypoint_head"
 
     progress = None
     max_iter = cfg.get("train", {}).get("max_iter") if hasattr(cfg, "get") else None
@@ -429,6 +443,7 @@ def _lazy_contract(cfg: Any, source: str, checkpoint: dict[str, Any] | None) -> 
         heads=frozenset(heads),
         progress=progress,
         keys=keys,
+        notes=notes,
         train_resize=train_resize,
         test_transforms=names,
     )
