@@ -52,6 +52,9 @@ def safe_globals() -> list[Any]:
     import numpy as np
 
     core = getattr(np, "_core", None) or np.core
+    # numpy 2 pickles some scalars through getattr. Allowing it is safe here: the weights-only
+    # unpickler calls (REDUCE) only allow-listed callables, so an attribute fetched with getattr
+    # can be stored but never called.
     allowed: list[Any] = [np.dtype, np.ndarray, builtins.getattr]
     for name in ("_reconstruct", "scalar"):
         func = getattr(core.multiarray, name)
