@@ -125,3 +125,10 @@ def test_python_m_safepredict_prints_the_environment(tmp_path: Path) -> None:
     out = run(cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert "torch.cuda" in out.stdout and "packages:" in out.stdout and "nvidia.driver" in out.stdout
+
+
+def test_check_command_does_not_import_torch(folder: Path) -> None:
+    code = "import sys; from safepredict.cli import main; rc = main(['check']); print(rc, 'torch' in sys.modules)"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    out = subprocess.run([sys.executable, "-c", code], cwd=folder, env=env, capture_output=True, text=True)
+    assert out.stdout.split()[-2:] == ["0", "False"], out.stdout + out.stderr

@@ -398,7 +398,7 @@ def _opencv_build_info(p: Probe) -> tuple[str | None, str]:
 def _embedded_string(path: Path, mark: bytes) -> str | None:
     try:
         with path.open("rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as m:
-            start = m.find(mark)
+            start = m.rfind(mark)  # the summary sits near the end of the binary
             if start < 0:
                 return None
             end = m.find(b"\0", start)
