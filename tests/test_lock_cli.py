@@ -132,3 +132,12 @@ def test_check_command_does_not_import_torch(folder: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     out = subprocess.run([sys.executable, "-c", code], cwd=folder, env=env, capture_output=True, text=True)
     assert out.stdout.split()[-2:] == ["0", "False"], out.stdout + out.stderr
+
+
+def test_lock_of_a_package_that_is_not_installed_warns_and_records_it_absent(tmp_path: Path) -> None:
+    out = run("lock", "--package", "no-such-distribution-xyz", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "'no-such-distribution-xyz' is not installed" in out.stderr
+    entry = tomllib.loads((tmp_path / "safepredict.lock").read_text())["packages"]["no-such-distribution-xyz"]
+    assert entry["absent"] is True and "version" not in entry
+    assert run("check", cwd=tmp_path).returncode == 0

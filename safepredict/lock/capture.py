@@ -539,6 +539,14 @@ def capture_environment(
         if any(e.name == key for e in packages):
             continue
         entry = p.package(key, distribution=name)
+        if entry.version is None:
+            from safepredict._logging import warn
+
+            warn(
+                f"package {name!r} is not installed: the lock records it as absent, and a check fails if it appears",
+                code="lock.package_absent",
+                package=name,
+            )
         packages.append(entry)
     present = {e.name for e in packages if e.version is not None}
     facts = []
