@@ -28,6 +28,7 @@ from safepredict.errors import ConfigError
 
 __all__ = [
     "Discrepancy",
+    "FrozenMap",
     "ResizePolicy",
     "TrainingArtifact",
     "TrainingContract",
@@ -35,6 +36,8 @@ __all__ = [
     "check_training_config",
     "diff",
     "discover",
+    "read_contract",
+    "with_overrides",
 ]
 
 RESIZE_KINDS = ("shortest_edge", "scale", "fixed", "none")

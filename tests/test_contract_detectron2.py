@@ -194,6 +194,12 @@ def test_each_seed_mistake_is_reported_with_key_values_and_fix(
     assert f"set {key} = {written!r} (training value)" in d.fix
 
 
+def test_read_contract_tells_the_framework_from_the_file(run_dir: Path) -> None:
+    from safepredict.contract import read_contract as read_any
+
+    assert read_any(run_dir / "config.yaml") == read_contract(run_dir / "config.yaml")
+
+
 def test_base_configs_are_honoured(tmp_path: Path) -> None:
     base = tmp_path / "Base.yaml"
     base.write_text(
