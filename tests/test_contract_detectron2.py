@@ -340,6 +340,15 @@ def test_load_checkpoint_reads_detectron2_checkpoints(run_dir: Path) -> None:
     assert any(k.startswith("backbone.bottom_up.") for k in data["model"])
 
 
+def test_truncated_checkpoint_is_a_typed_error(run_dir: Path, tmp_path: Path) -> None:
+    whole = (run_dir / "model_final.pth").read_bytes()
+    truncated = tmp_path / "model_final.pth"
+    truncated.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(InputError, match="corrupt, truncated") as info:
+        load_checkpoint(truncated)
+    assert info.value.source == str(truncated)
+
+
 def test_unreadable_checkpoints_are_typed_errors(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="does not exist"):
         load_checkpoint(tmp_path / "missing.pth")
