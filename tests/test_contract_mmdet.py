@@ -8,6 +8,8 @@ each seed mistake is a modified copy of that file.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -276,3 +278,24 @@ def test_discover_diffs_the_users_inference_config(train_config: Path, tmp_path:
     artifact = discover(checkpoint, config=user)
     assert [(d.key, d.training, d.inference) for d in artifact.discrepancies] == [("input_format", "RGB", "BGR")]
     assert artifact.inference_source == str(user)
+
+
+def test_without_mmengine_the_error_names_what_to_install(train_config: Path, tmp_path: Path) -> None:
+    from mmengine.config import Config
+
+    checkpoint = _runner_checkpoint(tmp_path / "epoch_8.pth", Config.fromfile(str(train_config)))
+    code = f"""
+import sys
+sys.modules["mmengine"] = None  # a process where mmengine is not installed
+from safepredict.errors import FrameworkNotInstalled
+from safepredict.frameworks.checkpoint import load_checkpoint
+from safepredict.frameworks.mmdet.contract import read_contract
+for call in (lambda: load_checkpoint({str(checkpoint)!r}), lambda: read_contract({str(train_config)!r})):
+    try:
+        call()
+    except FrameworkNotInstalled as error:
+        assert "mmengine" in str(error) and "pip install mmengine" in error.fix, error
+        print("named")
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["named", "named"]
