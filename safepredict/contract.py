@@ -254,6 +254,7 @@ class TrainingContract:
     keys: FrozenMap = attrs.field(factory=FrozenMap, converter=_frozen_map, eq=False)
     raw: FrozenMap = attrs.field(factory=FrozenMap, converter=_frozen_map, eq=False, repr=False)
     notes: FrozenMap = attrs.field(factory=FrozenMap, converter=_frozen_map, eq=False, repr=False)
+    sources: FrozenMap = attrs.field(factory=FrozenMap, converter=_frozen_map, eq=False, repr=False)
     train_resize: ResizePolicy | None = attrs.field(default=None, eq=False, repr=False)
     test_transforms: tuple[str, ...] = attrs.field(default=(), converter=_names, eq=False, repr=False)
 
@@ -276,9 +277,10 @@ class TrainingContract:
         """``source: key (note)`` of ``field``, for messages."""
         note = self.notes.get(field)
         key = self.keys.get(field)
+        source = self.sources.get(field, self.source)
         if key is None:
-            return f"{self.source}: {note or field}"
-        return f"{self.source}: {key}" + (f" ({note})" if note else "")
+            return f"{source}: {note or field}"
+        return f"{source}: {key}" + (f" ({note})" if note else "")
 
     def value(self, field: str) -> Any:
         """The value of a field by its dotted name (``"resize.min_size"``)."""
@@ -289,8 +291,9 @@ class TrainingContract:
     def with_overrides(self, overrides: Mapping[str, Any], *, source: str = "overrides") -> TrainingContract:
         """A copy with ``overrides`` (dotted field name -> value) applied, for deliberate changes.
 
-        The copy's ``source`` is ``source`` and each overridden field's key reads
-        ``overrides['field']``, so a :func:`diff` against the original names the override.
+        Each overridden field's key reads ``overrides['field']`` and its source is ``source``
+        (``sources``), so a :func:`diff` against the original names the override; the other
+        fields keep where they were read from.
         """
         return with_overrides(self, overrides, source=source)
 
@@ -395,6 +398,7 @@ def with_overrides(
     keys = dict(contract.keys)
     raw = dict(contract.raw)
     notes = {k: v for k, v in contract.notes.items() if k not in overrides}
+    sources = dict(contract.sources)
     for field, value in overrides.items():
         if field == "resize":
             if isinstance(value, Mapping):
@@ -406,15 +410,17 @@ def with_overrides(
         else:
             top[field] = value
         keys[field] = f"overrides[{field!r}]"
+        sources[field] = source
         raw[field] = value
     if resize:
         base = top.get("resize", contract.resize)
         for name in resize:
             keys[f"resize.{name}"] = f"overrides['resize.{name}']"
+            sources[f"resize.{name}"] = source
             notes.pop(f"resize.{name}", None)
         top["resize"] = attrs.evolve(base, **resize)
     try:
-        return attrs.evolve(contract, source=source, keys=keys, raw=raw, notes=notes, **top)
+        return attrs.evolve(contract, keys=keys, raw=raw, notes=notes, sources=sources, **top)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"invalid override value: {exc}", found=dict(overrides), source=source) from exc
 

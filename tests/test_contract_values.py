@@ -173,7 +173,8 @@ def test_overrides_build_the_inference_contract_and_show_in_the_diff() -> None:
     inference = training.with_overrides({"resize.min_size": 160, "score_threshold": 0.5})
     assert inference.resize.min_size == (160,)
     assert inference.score_threshold == 0.5
-    assert inference.source == "overrides"
+    assert inference.source == training.source  # untouched fields keep where they were read from
+    assert inference.where("pixel_mean") == "/run/config.yaml: MODEL.PIXEL_MEAN"
     found = {d.key: d for d in diff(training, inference)}
     assert set(found) == {"resize.min_size", "score_threshold"}
     assert found["score_threshold"].inference_source == "overrides: overrides['score_threshold']"
