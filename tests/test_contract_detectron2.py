@@ -358,3 +358,10 @@ def test_unreadable_checkpoints_are_typed_errors(tmp_path: Path) -> None:
         load_checkpoint(corrupt)
     with pytest.raises(InputError):
         discover(corrupt)
+
+
+def test_unregistered_backbone_is_a_config_error_naming_it(run_dir: Path, tmp_path: Path) -> None:
+    path = modified(run_dir / "config.yaml", tmp_path, _set("MODEL.BACKBONE.NAME", "build_my_project_backbone"))
+    with pytest.raises(ConfigError, match="build_my_project_backbone") as info:
+        read_contract(path)
+    assert "registers build_my_project_backbone" in str(info.value.fix)

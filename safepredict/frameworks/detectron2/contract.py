@@ -123,7 +123,15 @@ def _built_divisor(cfg: Any) -> tuple[int, str]:
     clone = cfg.clone()
     clone.defrost()
     clone.MODEL.DEVICE = "cpu"
-    backbone = build_backbone(clone)
+    try:
+        backbone = build_backbone(clone)
+    except Exception as exc:
+        name = cfg.MODEL.BACKBONE.NAME
+        raise ConfigError(
+            f"cannot build backbone {name} to learn its padding (size_divisibility): {exc}",
+            found=name,
+            fix=f"import the module that registers {name} (a project's code) before reading its config",
+        ) from exc
     return int(backbone.size_divisibility), f"MODEL.BACKBONE.NAME={cfg.MODEL.BACKBONE.NAME} (built: size_divisibility)"
 
 
