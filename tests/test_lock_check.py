@@ -73,7 +73,24 @@ def _set(table: str, key: str, field: str, value: Any) -> Any:
 
 
 # (what changed, how the lock of the other machine differs, key reported, rule reported)
+def _bump(table: str, key: str, field: str, part: int) -> Any:
+    """Change the locked version one step at ``part`` (1 minor, 2 patch): the smallest change a rule must see."""
+
+    def change(doc: dict[str, Any]) -> None:
+        release = [int(x) for x in str(doc[table][key][field]).split("+")[0].split(".")] + [0, 0]
+        release[part] += 1
+        doc[table][key][field] = ".".join(map(str, release[: max(part + 1, 2)]))
+
+    return change
+
+
 CHANGES = [
+    ("torch next patch", _bump("packages", "torch", "version", 2), "packages.torch", "exact"),
+    ("CUDA next minor", _bump("facts", "torch.cuda", "value", 1), "torch.cuda", "minor"),
+    ("cuDNN next patch", _bump("facts", "torch.cudnn", "value", 2), "torch.cudnn", "exact"),
+    ("OpenCV next minor", _bump("packages", "opencv", "version", 1), "packages.opencv", "minor"),
+    ("numpy next minor", _bump("packages", "numpy", "version", 1), "packages.numpy", "minor"),
+    ("detectron2 next patch", _bump("packages", "detectron2", "version", 2), "packages.detectron2", "exact"),
     ("torch", _set("packages", "torch", "version", "2.13.0"), "packages.torch", "exact"),
     ("torchvision", _set("packages", "torchvision", "version", "0.28.0"), "packages.torchvision", "exact"),
     ("CUDA runtime", _set("facts", "torch.cuda", "value", "12.1"), "torch.cuda", "minor"),

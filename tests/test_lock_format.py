@@ -159,3 +159,18 @@ def test_malformed_locks_are_format_errors_naming_the_key(what: str, change: Any
         _loads(doc)
     assert where in str(info.value)
     assert info.value.source and info.value.source.startswith("test.lock")
+
+
+def test_public_names_are_exported() -> None:
+    import safepredict.lock as lock
+
+    assert set(lock.__all__) >= {
+        "capture_environment",
+        "write_lock",
+        "read_lock",
+        "check_lock",
+        "enforce",
+        "LockReport",
+    }
+    for name in lock.__all__:
+        assert getattr(lock, name) is not None, name
