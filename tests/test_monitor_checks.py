@@ -173,6 +173,21 @@ def test_scores_outside_zero_one_and_labels_outside_the_classes():
     assert _codes(mon.observe(None, logits)) == {"monitor.score_range": 1, "monitor.label_range": 1}
 
 
+@pytest.mark.parametrize("bad", [[0.9, -0.5], [0.9, np.nan], [np.inf, 0.2], [0.9, -np.inf]])
+def test_irregular_scores_take_the_slow_path_and_are_reported(bad):
+    mon = _monitor(None)
+    dets = Detections(boxes=np.zeros((2, 4)), scores=bad, labels=[0, 1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # numpy's cast of -inf to an index
+        codes = _codes(mon.observe(None, dets))
+    finite = np.isfinite(np.asarray(bad, np.float32))
+    assert codes["monitor.nan_scores"] == int(not finite.all())
+    assert codes["monitor.score_range"] == int(
+        bool(((np.asarray(bad)[finite] < 0) | (np.asarray(bad)[finite] > 1)).any())
+    )
+    assert mon.snapshot()["candidates_total"] == int(finite.sum())
+
+
 # -- input faults ------------------------------------------------------------------------------
 
 

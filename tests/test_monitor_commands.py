@@ -6,6 +6,7 @@ import argparse
 import sys
 import types
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -20,7 +21,7 @@ class _StandInPredictor:
     score_threshold = 0.5
     threshold_key = "MODEL.ROI_HEADS.SCORE_THRESH_TEST"
     class_names = SyntheticStream().class_names
-    opened: list[tuple[Path, object]] = []
+    opened: ClassVar[list[tuple[Path, object]]] = []
 
     def __init__(self) -> None:
         self._pairs = iter(SyntheticStream(seed=5))

@@ -18,7 +18,7 @@ class MonitorConfig:
     input_window: int = attrs.field(default=200, validator=_pos_int)  # images in the input-statistics window
     min_window: int = attrs.field(default=100, validator=_pos_int)  # images before output window tests run
     min_input_window: int = attrs.field(default=50, validator=_pos_int)  # images before input tests run
-    check_every: int = attrs.field(default=20, validator=_pos_int)  # window tests run every this many images
+    check_every: int = attrs.field(default=50, validator=_pos_int)  # window tests run every this many images
 
     # Statistical level: the false-alarm probability of one window test on a healthy stream.
     alpha: float = attrs.field(default=1e-6, validator=_prob)

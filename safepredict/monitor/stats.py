@@ -32,12 +32,15 @@ BRIGHTNESS, CONTRAST, NOISE, COLOURFULNESS, GRAY_FRACTION, MEAN_R, MEAN_G, MEAN_
 )
 
 
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # BT.601
+
+
 def image_statistics(image: np.ndarray, grid: int = 64) -> np.ndarray:
     """The input statistics of one image, from a fixed strided grid of about ``grid`` × ``grid`` pixels.
 
-    ``image`` is ``H×W×3`` RGB (or ``H×W`` gray), normally uint8. Only basic slicing is used (views,
-    no gathers), so the cost does not grow with the image: about ``grid²`` pixels are read five times
-    (the centre pixels and their four neighbours, for the Laplacian).
+    ``image`` is ``H×W×3`` RGB (or ``H×W`` gray), normally uint8. Only basic slicing is used, so the
+    cost does not grow with the image: the grid pixels are copied once into a planar float32 array,
+    and the green values of their left and right neighbours are read for the high-frequency estimate.
     """
     arr = np.asarray(image)
     if arr.ndim == 2:
@@ -48,44 +51,63 @@ def image_statistics(image: np.ndarray, grid: int = 64) -> np.ndarray:
             expected="H×W×3",
             found=arr.shape,
         )
-    h, w = arr.shape[:2]
+    h, w, channels = arr.shape
     out = np.zeros(len(INPUT_STATS), dtype=np.float64)
     out[HEIGHT], out[WIDTH] = h, w
     if h == 0 or w == 0:
         return out
-    if h < 3 or w < 3:
-        centre = arr.astype(np.float32)
-        lap = None
+    sy = max(1, h // grid)
+    wide = w >= 3
+    sx = max(1, (w - 2) // grid) if wide else 1
+    x0, x1 = (1, w - 1) if wide else (0, w)
+    view = arr[::sy, x0:x1:sx]
+    gy, gx = view.shape[:2]
+    green = channels // 2  # green, or the only channel
+    # One planar float32 copy (channel, pixel), each row contiguous so every reduction below is a
+    # fast BLAS or contiguous loop; rows 3 and 4 hold the green of the left and right neighbours.
+    planes = np.empty((channels + 2, gy, gx), dtype=np.float32)
+    planes[:channels] = np.moveaxis(view, 2, 0)
+    if wide:
+        planes[channels] = arr[::sy, x0 - 1 : x1 - 1 : sx, green]
+        planes[channels + 1] = arr[::sy, x0 + 1 : x1 + 1 : sx, green]
+    flat = planes.reshape(channels + 2, -1)
+    n = flat.shape[1]
+    means = (flat[:channels] @ ones(n)) / n
+    g = flat[green]
+    if channels == 3:
+        lum = _LUMA @ flat[:3]
+        brightness = float(_LUMA @ means)
     else:
-        sy = max(1, (h - 2) // grid)
-        sx = max(1, (w - 2) // grid)
-        centre = arr[1 : h - 1 : sy, 1 : w - 1 : sx].astype(np.float32)
-        g = arr.shape[2] // 2  # green, or the only channel
-        lap = (
-            4.0 * centre[:, :, g]
-            - arr[0 : h - 2 : sy, 1 : w - 1 : sx, g]
-            - arr[2:h:sy, 1 : w - 1 : sx, g]
-            - arr[1 : h - 1 : sy, 0 : w - 2 : sx, g]
-            - arr[1 : h - 1 : sy, 2:w:sx, g]
-        )
-    if centre.shape[2] == 1:
-        r = gg = b = centre[:, :, 0]
-    else:
-        r, gg, b = centre[:, :, 0], centre[:, :, 1], centre[:, :, 2]
-    lum = 0.299 * r + 0.587 * gg + 0.114 * b
-    out[BRIGHTNESS] = lum.mean()
-    out[CONTRAST] = lum.std()
-    # Normalised by the spread of the same channel, so contrast changes leave it alone and a grayscale
-    # conversion (green replaced by luminance) barely moves it; noise raises it, blur lowers it.
-    out[NOISE] = 0.0 if lap is None else float(np.abs(lap).mean()) / (float(gg.std()) + 1.0)
-    if centre.shape[2] == 3:
-        rg, gb = np.abs(r - gg), np.abs(gg - b)
-        out[COLOURFULNESS] = 0.5 * (rg.mean() + gb.mean())
-        out[GRAY_FRACTION] = np.count_nonzero(np.maximum(rg, gb) <= 2.0) / rg.size
+        lum, brightness = g, float(means[0])
+    d = lum - np.float32(brightness)
+    out[BRIGHTNESS] = brightness
+    out[CONTRAST] = math.sqrt(max(float(d @ d) / n, 0.0))
+    if wide:
+        # Horizontal second difference of green: noise raises it, blur lowers it. Divided by green's
+        # spread, so a contrast change leaves it alone and a grayscale conversion (green replaced by
+        # luminance) barely moves it.
+        second = flat[channels] + flat[channels + 1]
+        second -= 2.0 * g
+        np.abs(second, out=second)
+        dg = g - np.float32(means[green])
+        out[NOISE] = float(second @ ones(n)) / n / (math.sqrt(float(dg @ dg) / n) + 1.0)
+    if channels == 3:
+        rg = np.abs(flat[0] - flat[1])
+        gb = np.abs(flat[1] - flat[2])
+        unit = ones(n)
+        out[COLOURFULNESS] = 0.5 * (float(rg @ unit) + float(gb @ unit)) / n
+        out[GRAY_FRACTION] = np.count_nonzero(np.maximum(rg, gb, out=rg) <= 2.0) / n
+        out[MEAN_R], out[MEAN_G], out[MEAN_B] = means
     else:
         out[GRAY_FRACTION] = 1.0
-    out[MEAN_R], out[MEAN_G], out[MEAN_B] = r.mean(), gg.mean(), b.mean()
+        out[MEAN_R] = out[MEAN_G] = out[MEAN_B] = means[0]
     return out
+
+
+@lru_cache(maxsize=64)
+def ones(n: int) -> np.ndarray:
+    """A cached float32 vector of ones: ``ones(n) @ table`` is a fast column sum (BLAS)."""
+    return np.ones(n, dtype=np.float32)
 
 
 def score_edges(n_bins: int) -> np.ndarray:
@@ -100,16 +122,28 @@ def score_histogram(scores: np.ndarray, n_bins: int) -> np.ndarray:
     return np.bincount(idx, minlength=n_bins)
 
 
+def smoothed(proportions: np.ndarray, n: float) -> np.ndarray:
+    """Proportions from a sample of size ``n`` with half a pseudo-observation added to every bin.
+
+    An empty bin then gives PSI a finite, small-sample-aware contribution instead of infinity.
+    """
+    k = len(proportions)
+    scale = n / (n + 0.5 * k)
+    return np.asarray(proportions, dtype=np.float64) * scale + (0.5 / (n + 0.5 * k))
+
+
+def psi_smoothed(p: np.ndarray, q: np.ndarray, log_q: np.ndarray) -> float:
+    """PSI of smoothed proportions ``p`` against smoothed ``q`` (``log_q`` precomputed: q is the reference)."""
+    return float((p - q) @ (np.log(p) - log_q))
+
+
 def psi(observed: np.ndarray, expected: np.ndarray, n_observed: float, n_expected: float) -> float:
     """Population stability index of two distributions given as proportions over the same bins.
 
-    Each side is smoothed with half a pseudo-observation per bin (its sample size is ``n_*``), so an
-    empty bin gives a finite, small-sample-aware contribution instead of infinity.
+    ``sum((p - q) * ln(p / q))`` after smoothing each side by its sample size (:func:`smoothed`).
     """
-    k = len(observed)
-    p = (np.asarray(observed, dtype=np.float64) * n_observed + 0.5) / (n_observed + 0.5 * k)
-    q = (np.asarray(expected, dtype=np.float64) * n_expected + 0.5) / (n_expected + 0.5 * k)
-    return float(np.sum((p - q) * np.log(p / q)))
+    q = smoothed(expected, n_expected)
+    return psi_smoothed(smoothed(observed, n_observed), q, np.log(q))
 
 
 def js_divergence(observed: np.ndarray, expected: np.ndarray) -> float:
