@@ -1,0 +1,171 @@
+"""SafePredictor on a real MMDetection checkpoint: parity with mmengine's test loop
+(test dataloader + ``model.test_step``), and each seed mistake either impossible or named."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from safepredict import CheckpointMismatchError, SafePredictor, SafePredictWarning
+from safepredict.demo.evaluate import coco_box_ap
+from safepredict.detections import Detections
+
+
+@pytest.fixture(scope="module")
+def reference(mmdet_fixture):
+    """MMDetection's own evaluation path: the config's test dataloader + model.test_step."""
+    import torch
+    from mmdet.apis import init_detector
+    from mmengine.config import Config
+    from mmengine.runner import Runner
+
+    from safepredict.frameworks.checkpoint import safe_globals
+
+    cfg = Config.fromfile(str(mmdet_fixture.config))
+    with torch.serialization.safe_globals(safe_globals()):
+        model = init_detector(cfg, str(mmdet_fixture.checkpoint), device="cpu")
+    loader = Runner.build_dataloader(cfg.test_dataloader)
+    out = {}
+    with torch.no_grad():
+        for batch in loader:
+            for sample in model.test_step(batch):
+                pred = sample.pred_instances
+                out[Path(sample.img_path).name] = Detections(pred.bboxes.numpy(), pred.scores.numpy(), pred.labels.numpy())
+    return out
+
+
+@pytest.fixture(scope="module")
+def predictor(mmdet_fixture):
+    return SafePredictor.from_checkpoint(mmdet_fixture.checkpoint, monitor=False)
+
+
+def _assert_same(a: Detections, b: Detections) -> None:
+    assert len(a) == len(b)
+    np.testing.assert_array_equal(a.labels, b.labels)
+    np.testing.assert_allclose(a.boxes, b.boxes, atol=1e-3, rtol=0)
+    np.testing.assert_allclose(a.scores, b.scores, atol=1e-5, rtol=0)
+
+
+def test_checkpoint_alone_recovers_contract_and_class_names(mmdet_fixture, predictor):
+    c = predictor.contract
+    assert c.framework == "mmdet"
+    assert c.class_names == mmdet_fixture.class_names == predictor.class_names
+    assert c.num_classes == 3 and c.depth == 18
+    assert predictor.discrepancies == ()
+
+
+def test_parity_with_mmengine_test_loop_on_files(mmdet_fixture, predictor, reference):
+    ours = {p.name: predictor.predict(p) for p in mmdet_fixture.dataset.val_images}
+    assert ours.keys() == reference.keys()
+    assert sum(len(d) for d in reference.values()) > 0
+    for name in reference:
+        _assert_same(ours[name], reference[name])
+    ap_ours = coco_box_ap(mmdet_fixture.dataset.val_json, ours)
+    ap_ref = coco_box_ap(mmdet_fixture.dataset.val_json, reference)
+    print(f"mmdet parity: AP50 {ap_ours['AP50']:.2f} (SafePredictor) vs {ap_ref['AP50']:.2f} (mmengine test loop)")
+    assert ap_ours == pytest.approx(ap_ref, abs=1e-9)
+
+
+@pytest.mark.parametrize("color", ["BGR", "RGB"])
+def test_parity_on_arrays_of_either_colour_order(mmdet_fixture, predictor, reference, color):
+    for path in mmdet_fixture.dataset.val_images:
+        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        image = bgr if color == "BGR" else np.ascontiguousarray(bgr[:, :, ::-1])
+        _assert_same(predictor.predict(image, color=color), reference[path.name])
+
+
+def test_drop_in_call_returns_det_data_sample(mmdet_fixture, predictor, reference):
+    from mmdet.structures import DetDataSample
+
+    path = mmdet_fixture.dataset.val_images[0]
+    sample = predictor(str(path))
+    assert isinstance(sample, DetDataSample)
+    pred = sample.pred_instances
+    _assert_same(Detections(pred.bboxes.numpy(), pred.scores.numpy(), pred.labels.numpy()), reference[path.name])
+    # from_mmdet mirrors init_detector(config, checkpoint)
+    p = SafePredictor.from_mmdet(str(mmdet_fixture.config), mmdet_fixture.checkpoint, device="cpu", monitor=False)
+    assert p.discrepancies == ()
+
+
+def _write_inference_cfg(fixture, tmp_path, edit) -> Path:
+    from mmengine.config import Config
+
+    cfg = Config.fromfile(str(fixture.config))
+    edit(cfg)
+    path = tmp_path / "inference_cfg.py"
+    cfg.dump(str(path))
+    return path
+
+
+def _imagenet(cfg):
+    cfg.model.data_preprocessor.mean = [123.675, 116.28, 103.53]
+    cfg.model.data_preprocessor.std = [58.395, 57.12, 57.375]
+
+
+def _bgr(cfg):
+    cfg.model.data_preprocessor.bgr_to_rgb = False
+
+
+def _resize_800(cfg):
+    cfg.test_dataloader.dataset.pipeline[1].scale = (800, 800)
+
+
+def _depth_50(cfg):
+    cfg.model.backbone.depth = 50
+
+
+def _classes_80(cfg):
+    cfg.model.roi_head.bbox_head.num_classes = 80
+
+
+SEEDS = [
+    ("ImageNet mean/std (seed 000)", _imagenet, "pixel_mean"),
+    ("colour order (seed 001)", _bgr, "input_format"),
+    ("fixed 800x800 resize (seed 001)", _resize_800, "resize.scale"),
+    ("ResNet-50 config (seed 000)", _depth_50, "depth"),
+    ("80 classes (seed 000)", _classes_80, "num_classes"),
+]
+
+
+@pytest.mark.parametrize(("seed", "edit", "key"), SEEDS, ids=[s[0] for s in SEEDS])
+def test_seed_mistakes_in_inference_config_are_named_and_cannot_happen(
+    mmdet_fixture, reference, tmp_path, caplog, seed, edit, key
+):
+    config = _write_inference_cfg(mmdet_fixture, tmp_path, edit)
+    caplog.set_level(logging.WARNING, logger="safepredict")
+    with pytest.warns(SafePredictWarning):
+        p = SafePredictor.from_mmdet(str(config), mmdet_fixture.checkpoint, monitor=False)
+    assert key in {d.key for d in p.discrepancies}
+    ignored = [r.getMessage() for r in caplog.records if getattr(r, "safepredict_code", None) == "contract.ignored"]
+    assert any(m.startswith(f"{key}:") for m in ignored), ignored
+    for path in mmdet_fixture.dataset.val_images[:8]:
+        _assert_same(p.predict(path), reference[path.name])
+
+
+def test_nms_and_threshold_from_user_config_are_honoured(mmdet_fixture, tmp_path, caplog):
+    def edit(cfg):
+        cfg.model.test_cfg.rcnn.score_thr = 0.99
+        cfg.model.test_cfg.rcnn.nms.iou_threshold = 0.3
+
+    config = _write_inference_cfg(mmdet_fixture, tmp_path, edit)
+    caplog.set_level(logging.WARNING, logger="safepredict")
+    with pytest.warns(SafePredictWarning):
+        p = SafePredictor.from_mmdet(str(config), mmdet_fixture.checkpoint)
+    assert p.score_threshold == pytest.approx(0.99)
+    honoured = {r.safepredict_key for r in caplog.records if getattr(r, "safepredict_code", None) == "contract.postprocessing"}
+    assert {"score_threshold", "nms_iou"} <= honoured
+    for path in mmdet_fixture.dataset.val_images[:10]:
+        assert (p.predict(path).scores > 0.99).all()
+    assert any("model.test_cfg.rcnn.score_thr" in r.getMessage() for r in caplog.records if str(getattr(r, "safepredict_code", "")).startswith("monitor."))
+
+
+@pytest.mark.parametrize(("edit", "words"), [(_classes_80, "checkpoint has 3 classes, config has 80"), (_depth_50, "ResNet-18")])
+def test_checkpoint_into_wrong_architecture_is_refused(mmdet_fixture, tmp_path, edit, words):
+    config = _write_inference_cfg(mmdet_fixture, tmp_path, edit)
+    with pytest.raises(CheckpointMismatchError) as info:
+        SafePredictor.from_checkpoint(mmdet_fixture.checkpoint, training_config=str(config), monitor=False)
+    assert words in str(info.value)
