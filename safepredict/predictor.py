@@ -66,6 +66,9 @@ def set_config_value(cfg: Any, key: str, value: Any) -> None:
     for part in parts[:-1]:
         node = node[int(part)] if isinstance(node, list) else node[part]
     last = parts[-1]
+    if last in ("bgr_to_rgb", "rgb_to_bgr") and isinstance(value, str):
+        # mmdet keeps the contract's colour order as a flag: the loader hands BGR, the flag converts.
+        value = (value.upper() == "RGB") == (last == "bgr_to_rgb")
     frozen = hasattr(cfg, "is_frozen") and cfg.is_frozen()
     if frozen:
         cfg.defrost()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -127,7 +128,7 @@ def train(dataset: SyntheticDataset, output_dir: Path, recipe: Detectron2Recipe 
     import torch
     from detectron2.engine import DefaultTrainer, default_setup
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(int(os.environ.get("SAFEPREDICT_TRAIN_THREADS", "1")))
     output_dir.mkdir(parents=True, exist_ok=True)
     names = register(dataset)
     cfg = build_config(dataset, output_dir, recipe, names)

@@ -9,6 +9,7 @@ test ``Resize`` scale of its own, ``test_cfg`` score/NMS values of its own, 3 na
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -269,7 +270,7 @@ def train(dataset: SyntheticDataset, work_dir: Path, recipe: MMDetRecipe = MMDet
     from mmengine.config import Config
     from mmengine.runner import Runner
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(int(os.environ.get("SAFEPREDICT_TRAIN_THREADS", "1")))
     work_dir.mkdir(parents=True, exist_ok=True)
     config_path = work_dir / "train_config.py"
     Config(build_config(dataset, work_dir, recipe)).dump(str(config_path))
