@@ -1,6 +1,7 @@
 """Cost of the runtime monitor per image, at a full 1000-image window.
 
     python benchmarks/bench_monitor.py [--images 3000] [--repeats 5]
+    python benchmarks/bench_monitor.py --false-alarms     # findings on healthy streams (should be 0)
 
 Reports, in microseconds per image (median over repeats):
   * the output checks (``observe(None, candidates)``): per-image work plus the window tests,
@@ -18,6 +19,7 @@ import os
 import platform
 import statistics
 import time
+from collections import Counter
 from collections.abc import Callable
 
 import numpy as np
@@ -48,11 +50,33 @@ def _candidates(n_images: int, per_image: float, seed: int) -> list[Detections]:
     return [d for _, d in stream.take(n_images)]
 
 
+def false_alarms(streams: int = 6, length: int = 1500) -> None:
+    """Findings on healthy streams, against references of 80 and 300 images and without one."""
+    names = SyntheticStream().class_names
+    total: Counter[str] = Counter()
+    observations = 0
+    for n_ref in (80, 300):
+        for seed in range(streams):
+            ref = ReferenceProfile.build(
+                SyntheticStream(seed=100 + seed).take(n_ref), score_threshold=0.5, class_names=names
+            )
+            for reference in (ref, None):
+                mon = Monitor(reference=reference, score_threshold=0.5, class_names=names, emit=False)
+                found = mon.observe_many(SyntheticStream(seed=500 + seed + n_ref).take(length))
+                observations += length
+                total.update(f.code for f in found)
+    print(f"{observations} healthy observations, findings: {dict(total) or 0}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=3000)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--false-alarms", action="store_true", help="count findings on healthy streams instead")
     args = parser.parse_args()
+    if args.false_alarms:
+        false_alarms()
+        return
     n, repeats = args.images, args.repeats
     config = MonitorConfig()  # window 1000, checks every 20 images
     names = SyntheticStream().class_names

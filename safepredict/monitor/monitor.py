@@ -84,7 +84,11 @@ class Monitor:
         self._has_detections = np.zeros(w, dtype=bool)
         self._max = np.full(w, np.nan, dtype=np.float32)
         self._max_bin = np.zeros(w, dtype=np.intp)  # bin of the best score; score_bins: no candidate
+        # Raw per-image counts; the per-image proportions are taken at test time as one weighted
+        # column sum (weights 1/n per row), which keeps the per-image work to a row copy.
         self._hist = np.zeros((w, self._bins + 1), dtype=np.float32)  # + 1: scores of exactly 1.0
+        self._inv_candidates = np.zeros(w, dtype=np.float32)  # 1 / candidates, 0 if none
+        self._inv_detections = np.zeros(w, dtype=np.float32)  # 1 / detections, 0 if none
         watch_classes = ref is not None and self._n_classes >= 2 and ref.n_images_with_detections > 0
         self._share = np.zeros((w, self._n_classes), dtype=np.float32) if watch_classes else None
         self._pos = 0
@@ -186,9 +190,10 @@ class Monitor:
                     counts = np.bincount((scores * bins).astype(np.intp), minlength=bins + 1)
         if n:
             assert counts is not None
-            keep = scores >= self.score_threshold
+            keep = scores > self.score_threshold  # strictly above, as both frameworks filter
             n_final = int(np.count_nonzero(keep))
-            np.multiply(counts, 1.0 / n, out=self._hist[pos], casting="unsafe")
+            self._hist[pos] = counts
+            self._inv_candidates[pos] = 1.0 / n
             if n >= cfg.min_constant_candidates and counts[min(int(top * bins), bins)] == n:
                 low = float(scores.min())  # all in one bin: only now is the exact spread worth a pass
                 if top - low < 1e-6:
@@ -203,8 +208,7 @@ class Monitor:
         else:
             top = math.nan
             n_final = 0
-            if self._has_candidates[pos]:  # the slot still holds an older image's histogram
-                self._hist[pos] = 0.0
+            self._inv_candidates[pos] = 0.0  # the row's old counts now weigh nothing
             self._images_without_candidates += 1
         self._candidates += n
         self._detections += n_final
@@ -223,9 +227,8 @@ class Monitor:
                     per_class = per_class[: self._n_classes]
                 self._class_totals += per_class
                 if self._share is not None:
-                    np.multiply(per_class, 1.0 / n_final, out=self._share[pos], casting="unsafe")
-            elif self._share is not None and self._has_detections[pos]:
-                self._share[pos] = 0.0
+                    self._share[pos] = per_class
+            self._inv_detections[pos] = 1.0 / n_final if n_final else 0.0
 
         # Empty outputs and the threshold advice.
         self._empty[pos] = n_final == 0
@@ -468,9 +471,8 @@ class Monitor:
         has = self._has_candidates[:n]
         n_cand = int(np.count_nonzero(has))
         drifted: dict[str, Any] = {}
-        ones = stats.ones(n)
         if n_cand and ref.n_images_with_candidates:
-            total = ones @ self._hist[:n]  # a BLAS column sum: far cheaper than sum(axis=0)
+            total = self._inv_candidates[:n] @ self._hist[:n]  # sum of per-image proportions (BLAS)
             hist = total[: self._bins] / n_cand
             hist[-1] += total[self._bins] / n_cand
             drifted["candidate_psi"] = stats.psi_smoothed(
@@ -517,7 +519,7 @@ class Monitor:
         n_det = int(np.count_nonzero(self._has_detections[:n]))
         if n_det < cfg.min_images_with_detections:
             return
-        share = (stats.ones(n) @ self._share[:n]) / n_det
+        share = (self._inv_detections[:n] @ self._share[:n]) / n_det
         excess = share - self._ref_share
         c = int(np.argmax(excess))
         s, r = float(share[c]), float(self._ref_share[c])

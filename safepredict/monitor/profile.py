@@ -64,7 +64,7 @@ class ImageOutput:
     """The per-image numbers both the profile and the monitor derive from candidates."""
 
     n_candidates: int  # finite-scored candidates, before the score threshold
-    n_detections: int  # at or above the score threshold
+    n_detections: int  # strictly above the score threshold
     n_nonfinite: int
     max_score: float  # NaN when there is no finite candidate
     score_hist: np.ndarray = attrs.field(eq=False)  # per-image proportions over the score bins (zeros if none)
@@ -82,7 +82,7 @@ class ImageOutput:
             labels = candidates.labels
         if scores.size == 0:
             return cls(0, 0, n_nonfinite, math.nan, np.zeros(n_bins), labels[:0])
-        keep = scores >= score_threshold
+        keep = scores > score_threshold  # strictly above, as Detectron2 and MMDetection filter
         hist = stats.score_histogram(scores, n_bins) / scores.size
         return cls(int(scores.size), int(np.count_nonzero(keep)), n_nonfinite, float(scores.max()), hist, labels[keep])
 
@@ -141,7 +141,7 @@ class ReferenceProfile:
     threshold_key: str | None = None
     class_names: tuple[str, ...] | None = attrs.field(default=None, converter=_names)
     n_images: int
-    n_empty: int  # images with nothing at or above the score threshold
+    n_empty: int  # images with nothing strictly above the score threshold
     n_without_candidates: int  # images with no candidate at all, even below the threshold
     n_nonfinite_images: int = 0
     score_bins: int
