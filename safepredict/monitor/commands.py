@@ -1,4 +1,9 @@
-"""``safepredict profile`` (capture a reference profile) and ``safepredict profile-show`` (print one)."""
+"""The monitor's commands.
+
+``safepredict profile`` captures a reference profile, ``profile-show`` prints one, ``golden``
+captures the golden set beside a lock, and ``safepredict check --replay`` re-runs it (an extension
+of the lock's ``check``).
+"""
 
 from __future__ import annotations
 
@@ -41,6 +46,98 @@ def register(subparsers: Any) -> None:
     s = subparsers.add_parser("profile-show", help="print a reference profile in words")
     s.add_argument("profile", type=Path)
     s.set_defaults(func=_show)
+
+    g = subparsers.add_parser(
+        "golden",
+        help="store a few images and their detections beside the lock, for `safepredict check --replay`",
+        description=(
+            "Copy IMAGES into safepredict-golden/ beside the lock with the detections the model gives them "
+            "here. `safepredict check --replay` (or SafePredictor(..., replay=True)) re-runs them and reports "
+            "boxes or scores that moved beyond tolerance: how environment or export differences are caught."
+        ),
+    )
+    g.add_argument("checkpoint", type=Path)
+    g.add_argument("images", type=Path, nargs="+")
+    g.add_argument("--config", type=Path, default=None)
+    g.add_argument("--lock", type=Path, default=Path("safepredict.lock"), help="the lock the set belongs to")
+    g.add_argument("--box-px", type=float, default=1.0, help="box tolerance in pixels (default 1)")
+    g.add_argument("--score-tol", type=float, default=0.02, help="score tolerance (default 0.02)")
+    g.set_defaults(func=_golden)
+
+    _extend_check(subparsers)
+
+
+def _replay_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--replay",
+        action="store_true",
+        help="also re-run the golden set beside the lock (loads the model: imports the framework)",
+    )
+
+
+def _replay_run(args: argparse.Namespace, report: Any) -> int | None:
+    if not getattr(args, "replay", False):
+        return None
+    from safepredict.monitor.replay import replay_golden
+
+    lock = Path(args.lock)
+    weights = Path(args.weights) if getattr(args, "weights", None) else _weights_from_lock(lock)
+    predictor = _load_predictor(weights, getattr(args, "config", None), monitor=False)
+    result = replay_golden(predictor, lock, emit=False)
+    print(result.describe())
+    return 0 if result.ok else 1
+
+
+REPLAY_EXTENSION = (_replay_arguments, _replay_run)
+
+
+def _extend_check(subparsers: Any) -> None:
+    """Plug ``--replay`` into the lock's ``check``, whichever of the two registers first."""
+    try:
+        from safepredict.lock.commands import CHECK_EXTENSIONS
+    except ImportError:
+        return
+    if REPLAY_EXTENSION in CHECK_EXTENSIONS:
+        return
+    CHECK_EXTENSIONS.append(REPLAY_EXTENSION)
+    check = getattr(subparsers, "choices", {}).get("check")
+    if check is not None:  # `check` already built its parser: add the option to it now
+        _replay_arguments(check)
+
+
+def _weights_from_lock(lock: Path) -> Path:
+    from safepredict.lock import read_lock
+
+    files = read_lock(lock).environment.files
+    entry = next((f for f in files if f.role == "weights"), None)
+    if entry is None:
+        raise SafePredictError(f"{lock} pins no weights: pass --weights to replay the golden set")
+    path = Path(entry.path)
+    return path if path.is_absolute() else lock.parent / path
+
+
+def _load_predictor(checkpoint: Path, config: Any, **kwargs: Any) -> Any:
+    try:
+        from safepredict.predictor import SafePredictor
+    except ModuleNotFoundError as exc:
+        if exc.name != "safepredict.predictor":
+            raise
+        raise SafePredictError("this safepredict has no predictor yet: cannot run a model") from exc
+    return SafePredictor.from_checkpoint(checkpoint, config=config, **kwargs)
+
+
+def _golden(args: argparse.Namespace) -> int:
+    from safepredict.monitor.replay import ReplayTolerance, capture_golden, replay_golden
+
+    predictor = _load_predictor(args.checkpoint, args.config, monitor=False)
+    tol = ReplayTolerance(box_px=args.box_px, score=args.score_tol)
+    path = capture_golden(predictor, args.images, args.lock, tolerance=tol)
+    # Replay at once: a set that does not replay in the environment that captured it is useless
+    # (a nondeterministic model or pipeline), and the user should know now.
+    result = replay_golden(predictor, args.lock, emit=False)
+    print(f"wrote {path} ({len(args.images)} images)")
+    print(result.describe())
+    return 0 if result.ok else 1
 
 
 def find_images(folder: Path, *, recursive: bool = False, limit: int | None = None) -> list[Path]:
