@@ -65,7 +65,20 @@ def test_swapped_channels_swap_the_means_and_keep_colourfulness():
     assert a[stats.COLOURFULNESS] == pytest.approx(b[stats.COLOURFULNESS])
 
 
-def test_subsample_is_bounded_and_close_to_the_full_image():
+def test_subsample_is_bounded_and_close_to_the_full_image(monkeypatch):
+    seen = []
+    real_empty = np.empty
+
+    def spy(shape, *a, **k):
+        seen.append(shape)
+        return real_empty(shape, *a, **k)
+
+    monkeypatch.setattr(stats.np, "empty", spy)
+    for shape in ((96, 128, 3), (1080, 1920, 3), (64, 66, 3)):
+        stats.image_statistics(np.zeros(shape, np.uint8), grid=64)
+    monkeypatch.undo()
+    assert all(s[1] * s[2] <= 64 * 64 for s in seen), seen
+
     img = np.random.default_rng(2).integers(0, 256, (1080, 1920, 3), dtype=np.uint8)
     v = stats.image_statistics(img, grid=64)
     assert v[stats.MEAN_R] == pytest.approx(img[..., 0].mean(), abs=2.0)

@@ -36,7 +36,7 @@ _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # BT.601
 
 
 def image_statistics(image: np.ndarray, grid: int = 64) -> np.ndarray:
-    """The input statistics of one image, from a fixed strided grid of about ``grid`` × ``grid`` pixels.
+    """The input statistics of one image, from a fixed strided grid of at most ``grid`` × ``grid`` pixels.
 
     ``image`` is ``H×W×3`` RGB (or ``H×W`` gray), normally uint8. Only basic slicing is used, so the
     cost does not grow with the image: the grid pixels are copied once into a planar float32 array,
@@ -56,9 +56,10 @@ def image_statistics(image: np.ndarray, grid: int = 64) -> np.ndarray:
     out[HEIGHT], out[WIDTH] = h, w
     if h == 0 or w == 0:
         return out
-    sy = max(1, h // grid)
+    # Ceiling division: at most grid × grid samples, whatever the image size.
+    sy = max(1, -(-h // grid))
     wide = w >= 3
-    sx = max(1, (w - 2) // grid) if wide else 1
+    sx = max(1, -(-(w - 2) // grid)) if wide else 1
     x0, x1 = (1, w - 1) if wide else (0, w)
     view = arr[::sy, x0:x1:sx]
     gy, gx = view.shape[:2]
