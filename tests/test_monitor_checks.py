@@ -298,6 +298,19 @@ def test_memory_is_bounded_by_the_window(reference):
 def test_profile_from_another_model_is_refused(reference):
     with pytest.raises(ValueError, match="another model"):
         Monitor(reference=reference, class_names=("a", "b"))
+    with pytest.raises(ValueError, match="another model"):
+        Monitor(reference=reference, class_names=tuple(reversed(NAMES)))
+
+
+def test_profile_without_class_names_is_padded_to_the_monitor_classes():
+    # Labels 0 and 1 only were seen: the profile knows 2 classes, the model has 4.
+    dets = Detections(boxes=np.zeros((2, 4)), scores=[0.9, 0.8], labels=[0, 1])
+    ref = ReferenceProfile.build([(None, dets)] * 60, score_threshold=0.5)
+    assert ref.n_classes == 2
+    mon = Monitor(reference=ref, class_names=NAMES, emit=False)
+    takeover = Detections(boxes=np.zeros((2, 4)), scores=[0.9, 0.8], labels=[3, 3])
+    found = [f for _ in range(200) for f in mon.observe(None, takeover)]
+    assert "monitor.class_takeover" in _codes(found)
 
 
 def test_config_validates():

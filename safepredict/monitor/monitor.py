@@ -72,11 +72,8 @@ class Monitor:
         ref = reference
         self._bins = ref.score_bins if ref is not None else cfg.score_bins
         self._n_classes = len(self.class_names) if self.class_names is not None else (ref.n_classes if ref else 0)
-        if ref is not None and self._n_classes != ref.n_classes and ref.n_classes:
-            raise ValueError(
-                f"the monitor has {self._n_classes} classes but the reference profile {ref.n_classes}: "
-                "the profile belongs to another model"
-            )
+        if ref is not None:
+            _check_reference_classes(ref, self.class_names, self._n_classes)
         w, wi = cfg.window, cfg.input_window
         # Output window: one slot per image.
         self._empty = np.zeros(w, dtype=bool)
@@ -131,7 +128,9 @@ class Monitor:
             self._ref_cand_log_q = np.log(self._ref_cand_q)
             self._ref_max_q = stats.smoothed(self._ref_max_hist, ref.n_images)
             self._ref_max_log_q = np.log(self._ref_max_q)
-            self._ref_share = np.asarray(ref.class_share)
+            # A profile captured without class names knows only the labels it saw: pad the rest with 0.
+            self._ref_share = np.zeros(self._n_classes)
+            self._ref_share[: ref.n_classes] = ref.class_share
         else:
             self._ref_empty_rate = math.nan
             self._empty_streak_limit = cfg.empty_streak
@@ -671,6 +670,20 @@ def _input_limits(ref: ReferenceProfile, cfg: MonitorConfig) -> _InputLimits | N
     rb = inputs["r_minus_b"]
     means = np.array([inputs["mean_r"].mean, inputs["mean_g"].mean, inputs["mean_b"].mean])
     return _InputLimits(lo, hi, stats.tail_rate(cfg.input_tail, n_ref), (rb.mean, rb.std), means)
+
+
+def _check_reference_classes(ref: ReferenceProfile, names: tuple[str, ...] | None, n_classes: int) -> None:
+    """Refuse a profile captured for other classes: its shares and labels would be compared wrongly."""
+    if ref.class_names is not None and names is not None and ref.class_names != names:
+        raise ValueError(
+            f"the reference profile was captured for classes {list(ref.class_names)[:8]}, this monitor watches "
+            f"{list(names)[:8]}: the profile belongs to another model"
+        )
+    if ref.n_classes > n_classes and (ref.class_names is not None or names is not None):
+        raise ValueError(
+            f"the reference profile knows {ref.n_classes} classes, this monitor {n_classes}: "
+            "the profile belongs to another model"
+        )
 
 
 def _streak_limit(empty_rate: float, alpha: float, minimum: int) -> int | None:
