@@ -225,6 +225,14 @@ def test_swapped_channel_order(reference):
     assert "monitor.input_grayscale" not in _codes(findings)
 
 
+def test_an_unusable_image_is_reported_not_raised(reference):
+    mon = _monitor(reference)
+    dets = _stream(n=1)[0][1]
+    found = mon.observe(np.zeros((8, 8, 4), np.uint8), dets)
+    assert [f.code for f in found] == ["monitor.input_shape"]
+    assert mon.snapshot()["images_total"] == 1 and mon.snapshot()["input_images_total"] == 0
+
+
 def test_images_are_optional(reference):
     mon = _monitor(reference)
     assert mon.observe_many((None, d) for _, d in _stream("noise", n=200)) == []

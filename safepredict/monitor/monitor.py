@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from safepredict.detections import Detections
+from safepredict.errors import InputError
 from safepredict.monitor import stats
 from safepredict.monitor.config import MonitorConfig
 from safepredict.monitor.findings import Finding, threshold_advice
@@ -145,10 +146,23 @@ class Monitor:
         input statistics.
         """
         vec = None
+        unreadable = None
         if image is not None and self.config.input_checks:
-            vec = stats.image_statistics(image, self.config.input_grid)  # outside the lock: pure
+            try:
+                vec = stats.image_statistics(image, self.config.input_grid)  # outside the lock: pure
+            except InputError as exc:  # the monitor reports; it never breaks a prediction
+                unreadable = exc
         with self._lock:
             found = self._observe(candidates.scores, candidates.labels, vec)
+            if unreadable is not None and self._may_fire("monitor.input_shape"):
+                found.append(
+                    Finding(
+                        "monitor.input_shape",
+                        f"the input statistics were skipped: {unreadable.message}",
+                        "warning",
+                        {"found": str(unreadable.found)},
+                    )
+                )
         if self._emit:
             for finding in found:
                 finding.emit()
