@@ -16,7 +16,7 @@ import pytest
 
 from safepredict.detections import Detections
 from safepredict.errors import SafePredictWarning
-from safepredict.monitor import Finding, Monitor, MonitorConfig, ReferenceProfile, undertraining_hint
+from safepredict.monitor import Finding, Monitor, MonitorConfig, ReferenceProfile, stats, undertraining_hint
 from safepredict.monitor.synthetic import SyntheticStream
 
 KEY = "MODEL.ROI_HEADS.SCORE_THRESH_TEST"
@@ -119,7 +119,10 @@ def test_empty_streak_limit_follows_the_reference_empty_rate(reference):
     mon = _monitor(reference)
     limit = mon._empty_streak_limit
     assert limit is not None
-    assert reference.empty_rate ** (limit - 1) > 1e-6 * 0.01  # not absurdly long
+    # The shortest run that is rarer than alpha at the reference's (generously bounded) empty rate.
+    p = stats.upper_rate(reference.n_empty, reference.n_images)
+    assert reference.empty_rate < p < 2 * reference.empty_rate
+    assert p**limit < 1e-6 and (limit == 10 or p ** (limit - 1) >= 1e-6)
     findings = [f for _ in range(limit) for f in mon.observe(None, Detections.empty())]
     assert [f.code for f in findings] == ["monitor.empty_streak"]
     assert findings[0].evidence["streak"] == limit
