@@ -306,6 +306,18 @@ def test_memory_is_bounded_by_the_window(reference):
     assert mon.snapshot()["window_images"] == 150
 
 
+def test_class_counters_survive_window_wraps():
+    mon = _monitor(None, window=120, min_window=100, check_every=50)
+    pairs = _stream(n=437, seed=41)
+    mon.observe_many(pairs)
+    expected = np.zeros(len(NAMES))
+    for _, d in pairs:
+        expected += np.bincount(d.labels[d.scores > 0.5], minlength=len(NAMES))
+    snap = mon.snapshot()
+    assert list(snap["detections_by_class_total"].values()) == expected.astype(int).tolist()
+    assert snap["window_images"] == 120
+
+
 def test_profile_from_another_model_is_refused(reference):
     with pytest.raises(ValueError, match="another model"):
         Monitor(reference=reference, class_names=("a", "b"))
@@ -327,6 +339,8 @@ def test_profile_without_class_names_is_padded_to_the_monitor_classes():
 def test_config_validates():
     with pytest.raises(ValueError):
         MonitorConfig(window=50, min_window=100)
+    with pytest.raises(ValueError):
+        MonitorConfig(window=100, min_window=50, check_every=200)
     with pytest.raises((TypeError, ValueError)):
         MonitorConfig(alpha=2.0)
 

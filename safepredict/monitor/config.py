@@ -52,6 +52,8 @@ class MonitorConfig:
     def __attrs_post_init__(self) -> None:
         if self.min_window > self.window:
             raise ValueError(f"min_window ({self.min_window}) cannot exceed window ({self.window})")
+        if self.check_every > self.window:
+            raise ValueError(f"check_every ({self.check_every}) cannot exceed window ({self.window})")
         if self.min_input_window > self.input_window:
             raise ValueError(
                 f"min_input_window ({self.min_input_window}) cannot exceed input_window ({self.input_window})"

@@ -77,18 +77,19 @@ class Monitor:
             _check_reference_classes(ref, self.class_names, self._n_classes)
         w, wi = cfg.window, cfg.input_window
         # Output window: one slot per image.
-        self._empty = np.zeros(w, dtype=bool)
-        self._has_candidates = np.zeros(w, dtype=bool)
-        self._has_detections = np.zeros(w, dtype=bool)
-        self._max = np.full(w, np.nan, dtype=np.float32)
-        self._max_bin = np.zeros(w, dtype=np.intp)  # bin of the best score; score_bins: no candidate
+        # Whether a slot's image had candidates or detections is read off the 1/n rows below (0: none),
+        # so the per-image work writes as few slots as possible.
+        self._max = np.full(w, np.nan, dtype=np.float32)  # best score; NaN: no candidate
         # Raw per-image counts; the per-image proportions are taken at test time as one weighted
         # column sum (weights 1/n per row), which keeps the per-image work to a row copy.
         self._hist = np.zeros((w, self._bins + 1), dtype=np.float32)  # + 1: scores of exactly 1.0
         self._inv_candidates = np.zeros(w, dtype=np.float32)  # 1 / candidates, 0 if none
         self._inv_detections = np.zeros(w, dtype=np.float32)  # 1 / detections, 0 if none
-        watch_classes = ref is not None and self._n_classes >= 2 and ref.n_images_with_detections > 0
-        self._share = np.zeros((w, self._n_classes), dtype=np.float32) if watch_classes else None
+        # Per-image class counts of the detections: the takeover test's input, and (flushed every
+        # check_every images) the cumulative per-class counters.
+        self._class_counts = np.zeros((w, self._n_classes), dtype=np.float32)
+        self._unflushed = 0  # images whose class counts are not yet in _class_totals
+        self._watch_classes = ref is not None and self._n_classes >= 2 and ref.n_images_with_detections > 0
         self._pos = 0
         self._filled = 0
         # Input window.
@@ -238,17 +239,12 @@ class Monitor:
                     if per_class[self._n_classes :].any():
                         self._label_range(out, labels[keep])
                     per_class = per_class[: self._n_classes]
-                self._class_totals += per_class
-                if self._share is not None:
-                    self._share[pos] = per_class
-            self._inv_detections[pos] = 1.0 / n_final if n_final else 0.0
+                self._class_counts[pos] = per_class
+        self._inv_detections[pos] = 1.0 / n_final if n_final else 0.0
+        self._unflushed += 1
 
         # Empty outputs and the threshold advice.
-        self._empty[pos] = n_final == 0
-        self._has_candidates[pos] = n > 0
-        self._has_detections[pos] = n_final > 0
         self._max[pos] = top
-        self._max_bin[pos] = min(int(top * bins), bins - 1) if n else bins
         if n_final == 0:
             self._images_empty += 1
             self._streak += 1
@@ -273,14 +269,31 @@ class Monitor:
             self._input_images += 1
 
         if self._images % cfg.check_every == 0:
+            self._flush_class_totals()
             if self.reference is not None and self._filled >= cfg.min_window:
                 self._check_empty_rate(out)
                 self._check_score_drift(out)
-                if self._share is not None:
+                if self._watch_classes:
                     self._check_classes(out)
             if self._input_limits is not None and self._in_filled >= cfg.min_input_window:
                 self._check_inputs(out)
         return out
+
+    def _flush_class_totals(self) -> None:
+        """Add the class counts of the images observed since the last flush to the cumulative totals."""
+        k = self._unflushed
+        if not k or not self._n_classes:
+            self._unflushed = 0
+            return
+        w = self.config.window
+        end = self._pos
+        start = (end - k) % w
+        segments = [(start, end)] if start < end else [(start, w), (0, end)]
+        for a, b in segments:
+            # Only rows of images with detections: the others still hold an older image's counts.
+            weights = (self._inv_detections[a:b] > 0).astype(np.float32)
+            self._class_totals += weights @ self._class_counts[a:b]
+        self._unflushed = 0
 
     def _irregular_scores(
         self, out: list[Finding], scores: np.ndarray, labels: np.ndarray, low: float, top: float
@@ -442,12 +455,14 @@ class Monitor:
         ref = self.reference
         assert ref is not None
         n = self._filled
-        k = int(np.count_nonzero(self._empty[:n]))
+        empty = self._inv_detections[:n] == 0
+        k = int(np.count_nonzero(empty))
         k_crit = stats.binomial_critical(n, self._ref_empty_rate, self.config.alpha)
         if k < k_crit or not self._may_fire("monitor.empty_rate"):
             return
-        with_below = int(np.count_nonzero(self._empty[:n] & self._has_candidates[:n]))
-        best_below = self._max[:n][self._empty[:n] & self._has_candidates[:n]]
+        empty_below = empty & (self._inv_candidates[:n] > 0)
+        with_below = int(np.count_nonzero(empty_below))
+        best_below = self._max[:n][empty_below]
         best = float(best_below.max()) if best_below.size else None
         advice = (
             f"; {with_below} of these empty images had candidates below the threshold {self.score_threshold:g} "
@@ -481,7 +496,7 @@ class Monitor:
         assert ref is not None
         cfg = self.config
         n = self._filled
-        has = self._has_candidates[:n]
+        has = self._inv_candidates[:n] > 0
         n_cand = int(np.count_nonzero(has))
         drifted: dict[str, Any] = {}
         if n_cand and ref.n_images_with_candidates:
@@ -494,7 +509,9 @@ class Monitor:
             drifted["candidate_psi_critical"] = stats.psi_critical(
                 self._bins, n_cand, ref.n_images_with_candidates, cfg.alpha, cfg.psi_floor
             )
-        max_hist = np.bincount(self._max_bin[:n], minlength=self._bins + 1) / n
+        best_bins = np.full(n, self._bins, dtype=np.intp)  # the last bin: no candidate
+        best_bins[has] = np.minimum((self._max[:n][has] * self._bins).astype(np.intp), self._bins - 1)
+        max_hist = np.bincount(best_bins, minlength=self._bins + 1) / n
         value = stats.psi_smoothed(stats.smoothed(max_hist, n), self._ref_max_q, self._ref_max_log_q)
         crit = stats.psi_critical(self._bins + 1, n, ref.n_images, cfg.alpha, cfg.psi_floor)
         drifted["best_score_psi"] = value
@@ -526,13 +543,13 @@ class Monitor:
 
     def _check_classes(self, out: list[Finding]) -> None:
         ref = self.reference
-        assert ref is not None and self._share is not None
+        assert ref is not None
         cfg = self.config
         n = self._filled
-        n_det = int(np.count_nonzero(self._has_detections[:n]))
+        n_det = int(np.count_nonzero(self._inv_detections[:n]))
         if n_det < cfg.min_images_with_detections:
             return
-        share = (self._inv_detections[:n] @ self._share[:n]) / n_det
+        share = (self._inv_detections[:n] @ self._class_counts[:n]) / n_det
         excess = share - self._ref_share
         c = int(np.argmax(excess))
         s, r = float(share[c]), float(self._ref_share[c])
@@ -638,7 +655,8 @@ class Monitor:
         """The counters and window state as plain values (for logs, health endpoints and Prometheus)."""
         with self._lock:
             n = self._filled
-            maxes = self._max[:n][self._has_candidates[:n]]
+            self._flush_class_totals()
+            maxes = self._max[:n][self._inv_candidates[:n] > 0]
             names = self.class_names or tuple(str(i) for i in range(self._n_classes))
             return {
                 "images_total": self._images,
@@ -656,7 +674,7 @@ class Monitor:
                 "empty_streak": self._streak,
                 "score_threshold": self.score_threshold,
                 "window_images": n,
-                "window_empty_rate": float(np.count_nonzero(self._empty[:n]) / n) if n else None,
+                "window_empty_rate": float(np.count_nonzero(self._inv_detections[:n] == 0) / n) if n else None,
                 "window_median_best_score": float(np.median(maxes)) if maxes.size else None,
                 "reference_empty_rate": None if self.reference is None else self.reference.empty_rate,
             }
