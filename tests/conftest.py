@@ -15,3 +15,14 @@ def d2_fixture() -> Fixture:
 @pytest.fixture(scope="session")
 def mmdet_fixture() -> Fixture:
     return get_fixture("mmdet")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _torch_threads() -> None:
+    """One intra-op thread: with 2 cores and other work running, OpenMP's spinning threads make a
+    2-thread forward 10-20x slower; SAFEPREDICT_TORCH_THREADS changes it."""
+    import os
+
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("SAFEPREDICT_TORCH_THREADS", "1")))
