@@ -1,0 +1,615 @@
+"""The probes of ``safepredict diagnose``: run the model on the user's images in controlled ways.
+
+Every probe compares one pipeline with the training-contract pipeline on the same decoded images:
+the channel-order probe feeds the images with red and blue swapped, the normalisation probe uses
+ImageNet's mean/std instead of the training values, the resize probe moves the test size around
+the trained one, and a contract difference is measured by forcing the user's value through
+``overrides=``. Nothing here knows a framework: a probe only builds a :class:`SafePredictor`
+with other overrides, or feeds it other pixels.
+
+A probe's answer is a :class:`Run` per pipeline (the candidates of each image) and an
+:class:`Effect` between two runs: how confident the model is (mean best score per image), how many
+detections pass the threshold, and how many of the training pipeline's detections the other
+pipeline keeps (same class, IoU >= 0.5).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import attrs
+import numpy as np
+
+from safepredict.detections import Detections
+from safepredict.diagnose.findings import Finding
+from safepredict.errors import SafePredictWarning
+from safepredict.images import LoadedImage
+
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "Effect",
+    "Run",
+    "build_predictor",
+    "channel_order_probe",
+    "compare",
+    "normalisation_probe",
+    "resize_probe",
+    "run_pipeline",
+    "threshold_probe",
+]
+
+# ImageNet statistics in the 0-255 scale, by channel order: the defaults of both frameworks' configs.
+IMAGENET_MEAN = {"RGB": (123.675, 116.28, 103.53), "BGR": (103.53, 116.28, 123.675)}
+IMAGENET_STD = {"RGB": (58.395, 57.12, 57.375), "BGR": (57.375, 57.12, 58.395)}
+
+# A pipeline is "clearly better" than another when its mean best score is higher by this much...
+CONFIDENCE_MARGIN = 0.1
+# ... or it keeps this share more of the detections.
+DETECTION_MARGIN = 0.25
+# Test sizes tried by the resize probe, as factors of the trained one, on at most RESIZE_IMAGES images:
+# every size is a predictor and a pass over the images, and larger sizes cost quadratically more.
+RESIZE_FACTORS = (0.5, 0.75, 1.5, 2.0)
+RESIZE_IMAGES = 4
+IOU_MATCH = 0.5
+
+
+# --------------------------------------------------------------------------- runs
+
+
+@attrs.frozen(eq=False)
+class Run:
+    """One pipeline over the image set: every image's candidates and the threshold it cuts them at."""
+
+    label: str
+    candidates: tuple[Detections, ...]
+    threshold: float
+
+    def final(self, index: int, threshold: float | None = None) -> Detections:
+        """The detections of image ``index`` above ``threshold`` (default: this run's)."""
+        cut = self.threshold if threshold is None else threshold
+        c = self.candidates[index]
+        return c[np.asarray(c.scores > cut)]
+
+    def top_scores(self) -> np.ndarray:
+        """The best candidate score of each image (0 where the image has none)."""
+        return np.array([float(c.scores.max()) if len(c) else 0.0 for c in self.candidates])
+
+    @property
+    def mean_top(self) -> float:
+        tops = self.top_scores()
+        return float(tops.mean()) if tops.size else 0.0
+
+    def detections(self, threshold: float | None = None) -> int:
+        return sum(len(self.final(i, threshold)) for i in range(len(self.candidates)))
+
+    def images_with_detections(self, threshold: float | None = None) -> int:
+        return sum(1 for i in range(len(self.candidates)) if len(self.final(i, threshold)))
+
+    def scores(self) -> np.ndarray:
+        """Every candidate score of every image (for histograms)."""
+        if not self.candidates:
+            return np.zeros(0, np.float32)
+        return np.concatenate([c.scores for c in self.candidates])
+
+    def head(self, n: int) -> Run:
+        """This run on its first ``n`` images only."""
+        return Run(self.label, self.candidates[:n], self.threshold)
+
+    def with_threshold(self, threshold: float, label: str) -> Run:
+        return Run(label, self.candidates, float(threshold))
+
+    def objects(self, threshold: float | None = None) -> list[tuple[float, float]]:
+        """``(best score, class margin)`` of every object found above ``threshold``, over all images.
+
+        An object is a cluster of candidates overlapping its best one (IoU >= 0.5) whatever their
+        class: NMS runs per class, so one object the model cannot decide on comes out once per
+        class it hesitates between. Its class margin is the best score minus the best score of
+        another class on it (the best score itself when no other class competes).
+        """
+        cut = self.threshold if threshold is None else threshold
+        found = []
+        for c in self.candidates:
+            if not len(c):
+                continue
+            order = np.argsort(-c.scores)
+            boxes, scores, labels = c.boxes[order], c.scores[order], c.labels[order]
+            overlaps = _iou(boxes, boxes)
+            free = np.ones(len(scores), bool)
+            for i in range(len(scores)):
+                if not free[i]:
+                    continue
+                members = free & (overlaps[i] >= IOU_MATCH)
+                members[i] = True
+                free &= ~members
+                if scores[i] <= cut:
+                    continue
+                rivals = scores[members & (labels != labels[i])]
+                found.append((float(scores[i]), float(scores[i] - (rivals.max() if rivals.size else 0.0))))
+        return found
+
+    def class_margin(self, threshold: float | None = None) -> float:
+        """The mean class margin of the objects found (0 when none): how decided the model is."""
+        objects = self.objects(threshold)
+        return float(np.mean([m for _, m in objects])) if objects else 0.0
+
+    def summary(self, threshold: float | None = None) -> dict[str, Any]:
+        objects = self.objects(threshold)
+        return {
+            "label": self.label,
+            "threshold": self.threshold if threshold is None else threshold,
+            "images": len(self.candidates),
+            "mean_top_score": round(self.mean_top, 4),
+            "detections": self.detections(threshold),
+            "objects": len(objects),
+            "class_margin": round(float(np.mean([m for _, m in objects])) if objects else 0.0, 4),
+            "images_with_detections": self.images_with_detections(threshold),
+        }
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise IoU of ``(N, 4)`` and ``(M, 4)`` xyxy boxes."""
+    if not len(a) or not len(b):
+        return np.zeros((len(a), len(b)), np.float32)
+    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0)
+
+
+def matched(reference: Detections, other: Detections, iou: float = IOU_MATCH) -> int:
+    """How many of ``reference``'s detections ``other`` also has (same class, IoU >= ``iou``), greedily by score."""
+    if not len(reference) or not len(other):
+        return 0
+    overlaps = _iou(reference.boxes, other.boxes)
+    overlaps[reference.labels[:, None] != other.labels[None, :]] = 0.0
+    used = np.zeros(len(other), bool)
+    count = 0
+    for i in np.argsort(-reference.scores):
+        row = np.where(used, 0.0, overlaps[i])
+        j = int(np.argmax(row))
+        if row[j] >= iou:
+            used[j] = True
+            count += 1
+    return count
+
+
+@attrs.frozen
+class Effect:
+    """How a pipeline differs from the training-contract pipeline on the same images."""
+
+    base_mean_top: float
+    other_mean_top: float
+    base_detections: int
+    other_detections: int
+    kept: int  # base detections the other pipeline also found (same class, IoU >= 0.5)
+    extra: int  # other detections with no counterpart in base
+
+    @property
+    def agreement(self) -> float:
+        """Matched detections over the larger of the two counts (1 when both find nothing)."""
+        most = max(self.base_detections, self.other_detections)
+        return 1.0 if most == 0 else self.kept / most
+
+    @property
+    def impact(self) -> float:
+        return round(1.0 - self.agreement, 4)
+
+    @property
+    def confidence_change(self) -> float:
+        return self.other_mean_top - self.base_mean_top
+
+    def describe(self, base: str, other: str) -> str:
+        return (
+            f"{other}: {self.other_detections} detection(s), mean best score {self.other_mean_top:.3f}; "
+            f"{base}: {self.base_detections} detection(s), mean best score {self.base_mean_top:.3f}; "
+            f"{self.kept} of the {self.base_detections} {base} detection(s) found again "
+            f"({self.extra} other), agreement {self.agreement:.0%}"
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        data = attrs.asdict(self)
+        data.update(agreement=round(self.agreement, 4), impact=self.impact)
+        return data
+
+
+def compare(base: Run, other: Run) -> Effect:
+    """The :class:`Effect` of ``other`` against ``base`` (each cut at its own threshold)."""
+    kept = extra = 0
+    n_base = n_other = 0
+    for i in range(len(base.candidates)):
+        b, o = base.final(i), other.final(i)
+        n_base += len(b)
+        n_other += len(o)
+        k = matched(b, o)
+        kept += k
+        extra += len(o) - k
+    return Effect(
+        base_mean_top=round(base.mean_top, 4),
+        other_mean_top=round(other.mean_top, 4),
+        base_detections=n_base,
+        other_detections=n_other,
+        kept=kept,
+        extra=extra,
+    )
+
+
+def describe_run(run: Run, threshold: float) -> str:
+    """The numbers ``clearly_better`` decides on, in words."""
+    return (
+        f"mean best score {run.mean_top:.3f}, {len(run.objects(threshold))} object(s) above {threshold:g} "
+        f"with mean class margin {run.class_margin(threshold):.3f}"
+    )
+
+
+def clearly_better(a: Run, b: Run) -> bool:
+    """Whether the model is clearly more sure of itself on pipeline ``a`` than on ``b`` (at ``b``'s threshold).
+
+    Sure means one of: a mean best score higher by :data:`CONFIDENCE_MARGIN`; a mean class margin
+    higher by as much (the model stops hesitating between classes) while finding about as many
+    objects; or a quarter more objects at no lower best score.
+    """
+    t = b.threshold
+    oa, ob = len(a.objects(t)), len(b.objects(t))
+    top = a.mean_top - b.mean_top
+    if top >= CONFIDENCE_MARGIN and oa >= ob:
+        return True
+    if a.class_margin(t) - b.class_margin(t) >= CONFIDENCE_MARGIN and oa >= (1 - DETECTION_MARGIN) * ob and top > -0.02:
+        return True
+    return oa >= ob * (1 + DETECTION_MARGIN) + 1 and top >= 0.0
+
+
+# --------------------------------------------------------------------------- predictors
+
+
+class _DropSafepredictRecords(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return False
+
+
+@contextlib.contextmanager
+def quiet_construction() -> Iterator[None]:
+    """Silence the warnings a predictor emits while it is built: diagnose reports them as findings."""
+    logger = logging.getLogger("safepredict")
+    flt = _DropSafepredictRecords()
+    logger.addFilter(flt)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SafePredictWarning)
+            yield
+    finally:
+        logger.removeFilter(flt)
+
+
+def build_predictor(
+    checkpoint: str | os.PathLike[str],
+    *,
+    training_config: Any = None,
+    config: Any = None,
+    overrides: Mapping[str, Any] | None = None,
+    class_names: Sequence[str] | None = None,
+    device: str = "cpu",
+) -> Any:
+    """A monitor-less SafePredictor, built quietly (its warnings become findings elsewhere)."""
+    from safepredict.predictor import SafePredictor
+
+    with quiet_construction():
+        return SafePredictor.from_checkpoint(
+            checkpoint,
+            config=config,
+            device=device,
+            training_config=training_config,
+            overrides=dict(overrides) if overrides else None,
+            class_names=class_names,
+            monitor=False,
+        )
+
+
+def run_pipeline(predictor: Any, images: Sequence[LoadedImage], label: str, *, swap: bool = False) -> Run:
+    """``predictor``'s candidates for each image (with red and blue swapped when ``swap``)."""
+    out = []
+    for image in images:
+        array = image.array[:, :, ::-1] if swap else image.array
+        _rgb, candidates = predictor.predict_candidates(np.ascontiguousarray(array), color=image.color)
+        out.append(candidates)
+    return Run(label, tuple(out), float(predictor.score_threshold))
+
+
+# --------------------------------------------------------------------------- probes
+
+
+@attrs.frozen(eq=False)
+class ProbeResult:
+    """What one probe measured: its findings, its runs (for the report) and its numbers (for --json)."""
+
+    name: str
+    findings: tuple[Finding, ...] = ()
+    runs: tuple[Run, ...] = ()
+    data: dict[str, Any] = attrs.field(factory=dict)
+
+
+def channel_order_probe(predictor: Any, images: Sequence[LoadedImage], base: Run) -> ProbeResult:
+    """The same images with red and blue swapped: is the model more confident on them?"""
+    contract = predictor.contract
+    swapped = run_pipeline(predictor, images, "red and blue swapped", swap=True)
+    effect = compare(base, swapped)
+    key = contract.key("input_format")
+    other = "BGR" if contract.input_format == "RGB" else "RGB"
+    numbers = (
+        f"as given: {describe_run(base, base.threshold)}; red and blue swapped: {describe_run(swapped, base.threshold)}"
+    )
+    data = {"as_given": base.summary(), "swapped": swapped.summary(), "effect": effect.to_json()}
+    if clearly_better(swapped, base):
+        finding = Finding(
+            code="probe.channel_order",
+            severity="error",
+            subject="input_format",
+            title=(
+                f"the model is far more confident with red and blue swapped: these images look {other}, "
+                f"the model was trained on {contract.input_format} ({key})"
+            ),
+            evidence=numbers,
+            fix=(
+                f"convert the images to {contract.input_format} before predicting (cv2.cvtColor(img, "
+                f"cv2.COLOR_{other}2{contract.input_format})), or pass color='{other}' to SafePredictor.predict "
+                f"for arrays in {other} order; if the files really are {contract.input_format}, the config "
+                f"({key}) may not be the one the model was trained with"
+            ),
+            impact=effect.impact,
+            data=data,
+        )
+    else:
+        sensitive = clearly_better(base, swapped)
+        finding = Finding(
+            code="probe.channel_order",
+            severity="info",
+            subject="input_format",
+            title=(
+                f"channel order is right: the model is more confident on the images as given ({contract.input_format})"
+                if sensitive
+                else "the model's confidence barely depends on the channel order of these images"
+            ),
+            evidence=numbers,
+            impact=0.0,
+            data=data,
+        )
+    return ProbeResult("channel_order", (finding,), (swapped,), data)
+
+
+def _close(a: Sequence[float], b: Sequence[float], tol: float = 0.5) -> bool:
+    return len(a) == len(b) and all(abs(x - y) <= tol for x, y in zip(a, b, strict=True))
+
+
+def normalisation_probe(make: Any, images: Sequence[LoadedImage], base: Run, contract: Any) -> ProbeResult:
+    """The training mean/std against ImageNet's defaults: which one is the model confident with?
+
+    ``make(overrides)`` builds a predictor with those overrides on the training contract.
+    """
+    order = contract.input_format
+    mean, std = IMAGENET_MEAN[order], IMAGENET_STD[order]
+    if _close(contract.pixel_mean, mean) and _close(contract.pixel_std, std, 0.05):
+        finding = Finding(
+            code="probe.normalisation",
+            severity="info",
+            subject="normalisation",
+            title="the model was trained with ImageNet's mean/std: a default config normalises the same way",
+            evidence=f"training mean {list(contract.pixel_mean)}, std {list(contract.pixel_std)} ({order} order)",
+            impact=0.0,
+        )
+        return ProbeResult("normalisation", (finding,), (), {"skipped": "training uses ImageNet statistics"})
+    predictor = make({"pixel_mean": mean, "pixel_std": std})
+    imagenet = run_pipeline(predictor, images, "ImageNet mean/std")
+    effect = compare(base, imagenet)
+    where = f"{contract.key('pixel_mean')} / {contract.key('pixel_std')}"
+    numbers = (
+        f"training mean {_fmt(contract.pixel_mean)}, std {_fmt(contract.pixel_std)} ({where}): "
+        f"{describe_run(base, base.threshold)}; ImageNet mean {_fmt(mean)}, std {_fmt(std)}: "
+        f"{describe_run(imagenet, base.threshold)}; {effect.kept} of the training pipeline's "
+        f"{effect.base_detections} detection(s) found again"
+    )
+    data = {"training": base.summary(), "imagenet": imagenet.summary(), "effect": effect.to_json()}
+    if clearly_better(imagenet, base):
+        finding = Finding(
+            code="probe.normalisation",
+            severity="warning",
+            subject="normalisation",
+            title=(
+                "the model is more confident with ImageNet's mean/std than with its training config's: "
+                "the config may not be the one the checkpoint was trained with"
+            ),
+            evidence=numbers,
+            fix=f"check {where} against the config the checkpoint was really trained with",
+            impact=effect.impact,
+            data=data,
+        )
+    else:
+        finding = Finding(
+            code="probe.normalisation",
+            severity="info",
+            subject="normalisation",
+            title=(
+                f"the model depends on its training mean/std: ImageNet's defaults keep {effect.agreement:.0%} "
+                "of its detections"
+            ),
+            evidence=numbers,
+            impact=0.0,
+            data=data,
+        )
+    return ProbeResult("normalisation", (finding,), (imagenet,), data)
+
+
+def _fmt(values: Sequence[float]) -> str:
+    return "(" + ", ".join(f"{v:g}" for v in values) + ")"
+
+
+def resize_overrides(contract: Any, factor: float) -> tuple[dict[str, Any], int] | None:
+    """Overrides that scale the test size by ``factor``, and the resulting short-edge size; None if no resize."""
+    resize = contract.resize
+    if resize.kind == "shortest_edge" and resize.min_size:
+        size = max(8, round(resize.min_size[0] * factor))
+        overrides: dict[str, Any] = {"resize.min_size": size}
+        if resize.max_size:
+            overrides["resize.max_size"] = max(size, round(resize.max_size * factor))
+        return overrides, size
+    if resize.kind in ("scale", "fixed") and resize.scale is not None:
+        w, h = (max(8, round(v * factor)) for v in resize.scale)
+        return {"resize.scale": (w, h)}, min(w, h)
+    return None
+
+
+def trained_size(contract: Any) -> int | None:
+    resize = contract.resize
+    if resize.kind == "shortest_edge" and resize.min_size:
+        return int(resize.min_size[0])
+    if resize.kind in ("scale", "fixed") and resize.scale is not None:
+        return int(min(resize.scale))
+    return None
+
+
+def resize_probe(make: Any, images: Sequence[LoadedImage], base: Run, contract: Any) -> ProbeResult:
+    """Scores against the test size, around the trained one: is the trained size the model's best?"""
+    size0 = trained_size(contract)
+    if size0 is None:
+        finding = Finding(
+            code="probe.resize",
+            severity="info",
+            subject="resize",
+            title="the test pipeline does not resize: nothing to probe",
+            evidence=contract.resize.describe(),
+            impact=0.0,
+        )
+        return ProbeResult("resize", (finding,), (), {"skipped": "no resize"})
+    key = contract.key("resize.scale" if contract.resize.kind != "shortest_edge" else "resize.min_size")
+    images = images[:RESIZE_IMAGES]
+    base = base.head(RESIZE_IMAGES)
+    curve: list[dict[str, Any]] = [{"size": size0, "factor": 1.0, **base.summary()}]
+    runs: list[Run] = []
+    for factor in RESIZE_FACTORS:
+        made = resize_overrides(contract, factor)
+        if made is None:
+            continue
+        overrides, size = made
+        run = run_pipeline(make(overrides), images, f"test size {size}")
+        runs.append(run)
+        curve.append({"size": size, "factor": factor, **run.summary(base.threshold)})
+    curve.sort(key=lambda point: point["size"])
+    better = [
+        (run, point) for run, point in zip(runs, curve_points(curve, runs), strict=True) if clearly_better(run, base)
+    ]
+    best = max(better, key=lambda pair: (pair[0].class_margin(base.threshold), pair[0].mean_top), default=None)
+    text = "; ".join(
+        f"{p['size']} px: mean best score {p['mean_top_score']:.3f}, {p['objects']} object(s), "
+        f"class margin {p['class_margin']:.3f}"
+        for p in curve
+    )
+    data = {"trained_size": size0, "key": key, "images": len(images), "curve": curve}
+    if best is not None and clearly_better(best[0], base):
+        run, point = best
+        finding = Finding(
+            code="probe.resize",
+            severity="warning",
+            subject="resize",
+            title=(
+                f"the model is more confident at test size {point['size']} than at its trained {size0}: "
+                "objects in these images may be at another scale than in training"
+            ),
+            evidence=text,
+            fix=(
+                f"check that the images are like the training images (resolution, crop); if they really are at "
+                f"another scale, pass overrides for {key} deliberately"
+            ),
+            impact=compare(base, run).impact,
+            data=data,
+        )
+    else:
+        finding = Finding(
+            code="probe.resize",
+            severity="info",
+            subject="resize",
+            title=f"the trained test size ({size0} px, {key}) is the best of those tried",
+            evidence=text,
+            impact=0.0,
+            data=data,
+        )
+    return ProbeResult("resize", (finding,), tuple(runs), data)
+
+
+def curve_points(curve: list[dict[str, Any]], runs: list[Run]) -> list[dict[str, Any]]:
+    """The curve point of each probe run (by label), in ``runs`` order."""
+    by_label = {p["label"]: p for p in curve}
+    return [by_label[r.label] for r in runs]
+
+
+def threshold_probe(base: Run, threshold: float, threshold_key: str) -> ProbeResult:
+    """Candidates waiting below the score threshold in images that have nothing above it."""
+    n = len(base.candidates)
+    empty_with_candidates = []
+    best_below: list[float] = []
+    for i in range(n):
+        c = base.candidates[i]
+        if len(base.final(i, threshold)) == 0 and len(c):
+            empty_with_candidates.append(i)
+            best_below.append(float(c.scores.max()))
+    near = [s for s in best_below if s >= threshold / 2]
+    empty = sum(1 for i in range(n) if len(base.final(i, threshold)) == 0)
+    data = {
+        "threshold": threshold,
+        "threshold_key": threshold_key,
+        "images": n,
+        "empty_images": empty,
+        "empty_images_with_candidates": len(empty_with_candidates),
+        "best_below": [round(s, 4) for s in best_below],
+    }
+    if not best_below:
+        finding = Finding(
+            code="probe.threshold",
+            severity="info",
+            subject="score_threshold",
+            title=f"every image has a detection above the score threshold {threshold:g}, or no candidate at all",
+            evidence=f"{n - empty} of {n} image(s) have detections above {threshold:g} ({threshold_key})",
+            impact=0.0,
+            data=data,
+        )
+        return ProbeResult("threshold", (finding,), (), data)
+    suggestion = math.floor(min(near or best_below) * 100) / 100
+    evidence = (
+        f"{len(best_below)} of {n} image(s) have no detection above {threshold:g} ({threshold_key}) but candidates "
+        f"below it, best scores {', '.join(f'{s:.3f}' for s in sorted(best_below, reverse=True)[:8])}"
+    )
+    if len(near) * 2 >= n and n >= 2:
+        finding = Finding(
+            code="probe.threshold",
+            severity="warning",
+            subject="score_threshold",
+            title=f"half or more of the images have nothing above {threshold:g}, with candidates close below it",
+            evidence=evidence,
+            fix=(
+                f"look at the other findings first (a preprocessing mistake lowers every score); if the images are "
+                f"right, a threshold of {suggestion:g} ({threshold_key}) keeps them"
+            ),
+            impact=round(len(near) / n, 4),
+            data=data,
+        )
+    else:
+        finding = Finding(
+            code="probe.threshold",
+            severity="info",
+            subject="score_threshold",
+            title=f"some candidates wait below the score threshold {threshold:g}",
+            evidence=evidence,
+            fix=f"lower {threshold_key} only if those objects matter and false detections are acceptable",
+            impact=0.0,
+            data=data,
+        )
+    return ProbeResult("threshold", (finding,), (), data)
