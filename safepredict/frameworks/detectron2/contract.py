@@ -282,10 +282,22 @@ def _class_names(cfg: Any) -> tuple[tuple[str, ...] | None, str]:
     except ImportError:
         return None, "MetadataCatalog (not importable)"
     for name in datasets:
-        if name in MetadataCatalog.list():
-            classes = getattr(MetadataCatalog.get(name), "thing_classes", None)
-            if classes:
-                return tuple(classes), f"MetadataCatalog.get({name!r}).thing_classes"
+        if name not in MetadataCatalog.list():
+            continue
+        meta = MetadataCatalog.get(name)
+        classes = getattr(meta, "thing_classes", None)
+        if classes:
+            return tuple(classes), f"MetadataCatalog.get({name!r}).thing_classes"
+        json_file = getattr(meta, "json_file", None)
+        if json_file and Path(json_file).is_file():
+            # register_coco_instances fills thing_classes only when the data set is loaded;
+            # load_coco_json takes the categories sorted by id, as here.
+            import json
+
+            categories = json.loads(Path(json_file).read_text()).get("categories") or []
+            if categories:
+                names = tuple(c["name"] for c in sorted(categories, key=lambda c: c["id"]))
+                return names, f"categories of {json_file} (MetadataCatalog.get({name!r}).json_file)"
     return None, "MetadataCatalog (data set not registered in this process: class names unknown)"
 
 
