@@ -302,6 +302,7 @@ class TrainingContract:
         names = f" ({', '.join(self.class_names)})" if self.class_names else " (names not recorded)"
         nms = f"NMS IoU {self.nms_iou:g}" if self.nms_iou is not None else "no NMS"
         pad = f"to a multiple of {self.pad_divisor}" if self.pad_divisor > 1 else "none"
+        cap = f"at most {self.max_detections} per image" if self.max_detections > 0 else "no cap on detections"
         depth = f"-{self.depth}" if self.depth is not None else ""
         heads = ", ".join(sorted(self.heads)) or "none"
         lines = [
@@ -311,7 +312,7 @@ class TrainingContract:
             " (0-255 scale)",
             f"  resize: {self.resize.describe()}",
             f"  padding: {pad}, filled with {self.pad_value:g} after normalisation",
-            f"  post-processing: score >= {self.score_threshold:g}, {nms}, at most {self.max_detections} per image",
+            f"  post-processing: score >= {self.score_threshold:g}, {nms}, {cap}",
             f"  model: {self.meta_architecture}, backbone {self.backbone}{depth}, heads: {heads}",
             f"  classes: {self.num_classes}{names}",
         ]
