@@ -52,7 +52,9 @@ def bench_detectron2(images: int, repeats: int) -> list[tuple[str, float, float]
     paths = fx.dataset.val_images[:images]
     rows = []
     default, t_init = _timed(lambda: DefaultPredictor(cfg))
-    rows.append(("Detectron2 DefaultPredictor", t_init, _time_per_image(lambda p: default(cv2.imread(p)), paths, repeats)))
+    rows.append(
+        ("Detectron2 DefaultPredictor", t_init, _time_per_image(lambda p: default(cv2.imread(p)), paths, repeats))
+    )
     for monitor in (False, True):
         safe, t_init = _timed(lambda m=monitor: SafePredictor(cfg, monitor=m, class_names=fx.class_names))
         label = f"SafePredictor (monitor {'on' if monitor else 'off'})"
@@ -77,7 +79,13 @@ def bench_mmdet(images: int, repeats: int) -> list[tuple[str, float, float]]:
             return init_detector(str(fx.config), str(fx.checkpoint), device="cpu")
 
     model, t_init = _timed(make_default)
-    rows.append(("MMDetection inference_detector", t_init, _time_per_image(lambda p: inference_detector(model, p), paths, repeats)))
+    rows.append(
+        (
+            "MMDetection inference_detector",
+            t_init,
+            _time_per_image(lambda p: inference_detector(model, p), paths, repeats),
+        )
+    )
     for monitor in (False, True):
         safe, t_init = _timed(lambda m=monitor: SafePredictor.from_mmdet(None, fx.checkpoint, monitor=m))
         label = f"SafePredictor (monitor {'on' if monitor else 'off'})"
@@ -94,7 +102,9 @@ def table(name: str, rows: list[tuple[str, float, float]]) -> str:
         "| --- | ---: | ---: | ---: | ---: |",
     ]
     for label, t_init, t_img in rows:
-        lines.append(f"| {label} | {t_init:.2f} | {t_init / base_init:.2f} | {t_img * 1000:.1f} | {t_img / base_img:.2f} |")
+        lines.append(
+            f"| {label} | {t_init:.2f} | {t_init / base_init:.2f} | {t_img * 1000:.1f} | {t_img / base_img:.2f} |"
+        )
     return "\n".join(lines) + "\n"
 
 

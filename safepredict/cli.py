@@ -72,10 +72,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:  # noqa: BLE001 - the one place that turns bugs into an exit code
+    except Exception as exc:
         if args.verbose:
             raise
-        print(f"safepredict {args.command}: internal error: {type(exc).__name__}: {exc} (rerun with -v)", file=sys.stderr)
+        print(
+            f"safepredict {args.command}: internal error: {type(exc).__name__}: {exc} (rerun with -v)", file=sys.stderr
+        )
         return EXIT_INTERNAL
 
 

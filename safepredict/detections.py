@@ -22,6 +22,10 @@ def _as_scores(value: Any) -> np.ndarray:
     return np.asarray(value, dtype=np.float32).reshape(-1)
 
 
+def _as_names(value: Any) -> tuple[str, ...] | None:
+    return None if value is None else tuple(str(v) for v in value)
+
+
 def _as_labels(value: Any) -> np.ndarray:
     return np.asarray(value, dtype=np.int64).reshape(-1)
 
@@ -39,7 +43,7 @@ class Detections:
     boxes: np.ndarray = attrs.field(converter=_as_boxes)
     scores: np.ndarray = attrs.field(converter=_as_scores)
     labels: np.ndarray = attrs.field(converter=_as_labels)
-    class_names: tuple[str, ...] | None = attrs.field(default=None, converter=attrs.converters.optional(tuple))
+    class_names: tuple[str, ...] | None = attrs.field(default=None, converter=_as_names)
     image_size: tuple[int, int] | None = None  # (height, width) of the input image
     masks: np.ndarray | None = None  # (N, H, W) bool where the model predicts masks
 
@@ -51,9 +55,7 @@ class Detections:
             )
 
     @classmethod
-    def empty(
-        cls, class_names: Sequence[str] | None = None, image_size: tuple[int, int] | None = None
-    ) -> Detections:
+    def empty(cls, class_names: Sequence[str] | None = None, image_size: tuple[int, int] | None = None) -> Detections:
         """Detections with nothing in them."""
         return cls(
             boxes=np.zeros((0, 4), np.float32),
@@ -94,7 +96,7 @@ class Detections:
     def to_coco(self, image_id: int | str, category_ids: Sequence[int] | None = None) -> list[dict[str, Any]]:
         """COCO result dicts (``bbox`` as ``x, y, w, h``); ``category_ids`` maps label -> COCO id."""
         out = []
-        for box, score, label in zip(self.boxes.tolist(), self.scores.tolist(), self.labels.tolist()):
+        for box, score, label in zip(self.boxes.tolist(), self.scores.tolist(), self.labels.tolist(), strict=True):
             x1, y1, x2, y2 = box
             cat = category_ids[label] if category_ids is not None else label
             out.append(

@@ -66,7 +66,7 @@ def from_array(image: Any, color: str) -> LoadedImage:
     try:
         from PIL import Image as PILImage
     except ImportError:  # pragma: no cover - Pillow is a dependency of both frameworks
-        PILImage = None  # type: ignore[assignment]  # noqa: N806
+        PILImage = None  # type: ignore[assignment]
     if PILImage is not None and isinstance(image, PILImage.Image):
         # PIL images are RGB by definition, whatever `color` says.
         return LoadedImage(np.ascontiguousarray(np.asarray(image.convert("RGB"))), "RGB")

@@ -18,7 +18,6 @@ import copy
 import logging
 import os
 import re
-import threading
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -287,7 +286,7 @@ class SafePredictor:
                 return self._adapter.read(path)
             except InputError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - a decoder's error becomes a typed one
+            except Exception as exc:
                 raise InputError(f"cannot decode image {path}: {exc}", found=str(path)) from exc
         return from_array(image, check_color(color))
 

@@ -67,7 +67,9 @@ def _mmdet_inference_detector(fixture: Fixture):
     return run
 
 
-@pytest.mark.parametrize(("name", "make"), [("d2_fixture", _d2_default_predictor), ("mmdet_fixture", _mmdet_inference_detector)])
+@pytest.mark.parametrize(
+    ("name", "make"), [("d2_fixture", _d2_default_predictor), ("mmdet_fixture", _mmdet_inference_detector)]
+)
 def test_swapped_channel_order_loses_most_ap(name, make, request):
     """Seeds 001/003: feeding the other channel order to the framework's own predictor."""
     fixture: Fixture = request.getfixturevalue(name)

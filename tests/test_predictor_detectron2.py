@@ -129,8 +129,16 @@ def _messages(caplog, code):
 SEED_PREPROCESSING = [
     # (seed mistake, config change, contract key named in the warning)
     ("BGR/RGB colour order (seeds 001, 003)", {"INPUT__FORMAT": "BGR"}, "input_format"),
-    ("ImageNet mean/std (seeds 000-002)", {"MODEL__PIXEL_MEAN": [103.53, 116.28, 123.675], "MODEL__PIXEL_STD": [57.375, 57.12, 58.395]}, "pixel_mean"),
-    ("MIN_SIZE_TEST overridden (seed 002)", {"INPUT__MIN_SIZE_TEST": 800, "INPUT__MAX_SIZE_TEST": 1333}, "resize.min_size"),
+    (
+        "ImageNet mean/std (seeds 000-002)",
+        {"MODEL__PIXEL_MEAN": [103.53, 116.28, 123.675], "MODEL__PIXEL_STD": [57.375, 57.12, 58.395]},
+        "pixel_mean",
+    ),
+    (
+        "MIN_SIZE_TEST overridden (seed 002)",
+        {"INPUT__MIN_SIZE_TEST": 800, "INPUT__MAX_SIZE_TEST": 1333},
+        "resize.min_size",
+    ),
     ("another backbone depth (seed 000)", {"MODEL__RESNETS__DEPTH": 50}, "depth"),
     ("80 classes (seed 000)", {"MODEL__ROI_HEADS__NUM_CLASSES": 80}, "num_classes"),
 ]
@@ -169,7 +177,10 @@ def test_too_high_score_threshold_is_honoured_logged_and_advised(d2_fixture, tmp
 @pytest.mark.parametrize(
     ("changes", "words"),
     [
-        ({"MODEL__ROI_HEADS__NUM_CLASSES": 80}, "checkpoint has 3 classes, config has 80: set MODEL.ROI_HEADS.NUM_CLASSES=3"),
+        (
+            {"MODEL__ROI_HEADS__NUM_CLASSES": 80},
+            "checkpoint has 3 classes, config has 80: set MODEL.ROI_HEADS.NUM_CLASSES=3",
+        ),
         ({"MODEL__RESNETS__DEPTH": 50, "MODEL__RESNETS__RES2_OUT_CHANNELS": 256}, "ResNet-18"),
     ],
     ids=["80 classes", "ResNet-50 config"],
@@ -241,7 +252,7 @@ def test_wrong_color_name_is_a_typed_error(predictor):
 def test_batch_and_threads_give_the_same_detections(d2_fixture, predictor, reference):
     paths = d2_fixture.dataset.val_images[:8]
     batch = predictor.predict_batch(paths)
-    for path, dets in zip(paths, batch):
+    for path, dets in zip(paths, batch, strict=True):
         _assert_same(dets, reference[path.name])
     results: dict[str, Detections] = {}
 
@@ -277,9 +288,9 @@ def test_class_names_are_not_invented(d2_fixture):
 
 def test_class_names_from_the_registered_data_set(d2_fixture):
     """As DefaultPredictor's metadata: the names of cfg.DATASETS.TEST[0] when it is registered."""
-    from safepredict.frameworks.detectron2.train import register
-
     from detectron2.data import DatasetCatalog
+
+    from safepredict.frameworks.detectron2.train import register
 
     names = register(d2_fixture.dataset)
     DatasetCatalog.get(names[1])  # loading the json fills MetadataCatalog's thing_classes

@@ -34,7 +34,9 @@ def reference(mmdet_fixture):
         for batch in loader:
             for sample in model.test_step(batch):
                 pred = sample.pred_instances
-                out[Path(sample.img_path).name] = Detections(pred.bboxes.numpy(), pred.scores.numpy(), pred.labels.numpy())
+                out[Path(sample.img_path).name] = Detections(
+                    pred.bboxes.numpy(), pred.scores.numpy(), pred.labels.numpy()
+                )
     return out
 
 
@@ -156,14 +158,22 @@ def test_nms_and_threshold_from_user_config_are_honoured(mmdet_fixture, tmp_path
     with pytest.warns(SafePredictWarning):
         p = SafePredictor.from_mmdet(str(config), mmdet_fixture.checkpoint)
     assert p.score_threshold == pytest.approx(0.999)
-    honoured = {r.safepredict_key for r in caplog.records if getattr(r, "safepredict_code", None) == "contract.postprocessing"}
+    honoured = {
+        r.safepredict_key for r in caplog.records if getattr(r, "safepredict_code", None) == "contract.postprocessing"
+    }
     assert {"score_threshold", "nms_iou"} <= honoured
     for path in mmdet_fixture.dataset.val_images[:12]:
         assert (p.predict(path).scores > 0.999).all()
-    assert any("model.test_cfg.rcnn.score_thr" in r.getMessage() for r in caplog.records if str(getattr(r, "safepredict_code", "")).startswith("monitor."))
+    assert any(
+        "model.test_cfg.rcnn.score_thr" in r.getMessage()
+        for r in caplog.records
+        if str(getattr(r, "safepredict_code", "")).startswith("monitor.")
+    )
 
 
-@pytest.mark.parametrize(("edit", "words"), [(_classes_80, "checkpoint has 3 classes, config has 80"), (_depth_50, "ResNet-18")])
+@pytest.mark.parametrize(
+    ("edit", "words"), [(_classes_80, "checkpoint has 3 classes, config has 80"), (_depth_50, "ResNet-18")]
+)
 def test_checkpoint_into_wrong_architecture_is_refused(mmdet_fixture, tmp_path, edit, words):
     config = _write_inference_cfg(mmdet_fixture, tmp_path, edit)
     with pytest.raises(CheckpointMismatchError) as info:

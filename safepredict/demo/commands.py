@@ -43,7 +43,6 @@ def _naive_config(fixture: Any) -> Any:
 def run(args: argparse.Namespace) -> int:
     import cv2
 
-    from safepredict.demo.evaluate import coco_box_ap
     from safepredict.demo.fixtures import get_fixture
     from safepredict.detections import Detections
     from safepredict.predictor import SafePredictor
@@ -68,7 +67,10 @@ def run(args: argparse.Namespace) -> int:
         naive[path.name] = Detections(inst.pred_boxes.tensor.numpy(), inst.scores.numpy(), inst.pred_classes.numpy())
     found = sum(len(d) for d in naive.values())
     ap_naive = _ap(gt, naive, images)
-    print(f"    Detectron2 loaded the checkpoint into a ResNet-50 with warnings only: {found} detections, AP50 {ap_naive:.1f}")
+    print(
+        "    Detectron2 loaded the checkpoint into a ResNet-50 with warnings only: "
+        f"{found} detections, AP50 {ap_naive:.1f}"
+    )
 
     print("\n3/3 SafePredictor(cfg) with the same config")
     with warnings.catch_warnings():

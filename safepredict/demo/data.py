@@ -64,8 +64,10 @@ class SyntheticDataset:
         total_sq = np.zeros(3)
         count = 0
         for path in self.train_images:
-            rgb = cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB).reshape(-1, 3)
-            rgb = rgb.astype(np.float64)
+            bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            if bgr is None:
+                raise OSError(f"cannot read {path}")
+            rgb = bgr[:, :, ::-1].reshape(-1, 3).astype(np.float64)
             total += rgb.sum(0)
             total_sq += (rgb**2).sum(0)
             count += len(rgb)
@@ -120,7 +122,8 @@ def _draw_image(rng: np.random.Generator, spec: DatasetSpec) -> tuple[np.ndarray
 
 def _write_split(rng: np.random.Generator, spec: DatasetSpec, count: int, image_dir: Path, json_path: Path) -> None:
     image_dir.mkdir(parents=True, exist_ok=True)
-    images, annotations = [], []
+    images: list[dict[str, object]] = []
+    annotations: list[dict[str, object]] = []
     for i in range(count):
         rgb, objects = _draw_image(rng, spec)
         name = f"{i:05d}.png"

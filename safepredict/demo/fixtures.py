@@ -5,7 +5,8 @@ trained with the framework's own trainer, its training config as the framework w
 set, and the box AP measured with the framework's own evaluator. Building runs in a subprocess
 (the trainers set up process-wide loggers and registries) under a file lock, so concurrent test
 sessions build each fixture once. The cache key covers the data spec, the training recipe, the
-sources that generate and train, and the installed framework versions.
+installed framework versions and ``FIXTURE_REVISION``: bump it when a trainer or the data
+generator changes what it produces (edits that do not, such as docs, keep the cache).
 
 Run ``python -m safepredict.demo.fixtures detectron2 mmdet`` to build both ahead of time.
 """
@@ -32,6 +33,7 @@ import attrs
 from safepredict.demo.data import DatasetSpec, SyntheticDataset, generate
 
 FRAMEWORKS = ("detectron2", "mmdet")
+FIXTURE_REVISION = 1
 _VERSIONED = {
     "detectron2": ("torch", "torchvision", "sal-detectron2", "detectron2", "numpy", "opencv-python", "pillow"),
     "mmdet": ("torch", "torchvision", "mmcv", "mmengine", "mmdet", "numpy", "opencv-python"),
@@ -87,20 +89,12 @@ def _installed(dist: str) -> str | None:
         return None
 
 
-def _source_digest(*modules: str) -> str:
-    digest = hashlib.sha256()
-    for module in modules:
-        path = Path(__file__).resolve().parent.parent.joinpath(*module.split(".")[1:]).with_suffix(".py")
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
-
-
 def _key(payload: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def dataset_dir(spec: DatasetSpec) -> Path:
-    key = _key({"spec": attrs.asdict(spec), "src": _source_digest("safepredict.demo.data")})
+    key = _key({"spec": attrs.asdict(spec), "revision": FIXTURE_REVISION})
     return cache_root() / "fixtures" / f"data-{key}"
 
 
@@ -111,7 +105,7 @@ def fixture_dir(framework: str, spec: DatasetSpec = DatasetSpec()) -> Path:
         "spec": attrs.asdict(spec),
         "recipe": attrs.asdict(recipe),
         "versions": {dist: _installed(dist) for dist in _VERSIONED[framework]},
-        "src": _source_digest("safepredict.demo.data", f"safepredict.frameworks.{framework}.train"),
+        "revision": FIXTURE_REVISION,
     }
     return cache_root() / "fixtures" / f"{framework}-{_key(payload)}"
 
@@ -158,8 +152,17 @@ def get_fixture(framework: str, spec: DatasetSpec = DatasetSpec(), *, log: Path 
             started = time.monotonic()
             with open(log_path, "w") as log_file:
                 proc = subprocess.run(
-                    [sys.executable, "-m", "safepredict.demo.fixtures", "--train", framework, "--data", str(dataset.root),
-                     "--out", str(tmp)],
+                    [
+                        sys.executable,
+                        "-m",
+                        "safepredict.demo.fixtures",
+                        "--train",
+                        framework,
+                        "--data",
+                        str(dataset.root),
+                        "--out",
+                        str(tmp),
+                    ],
                     stdout=log_file,
                     stderr=subprocess.STDOUT,
                     check=False,

@@ -44,16 +44,14 @@ def compare_state_dicts(model_state: Mapping[str, Any], checkpoint_state: Mappin
         if key not in checkpoint_state:
             problems.append(KeyProblem(key, "missing", model_shape=tuple(tensor.shape)))
         elif tuple(checkpoint_state[key].shape) != tuple(tensor.shape):
-            problems.append(
-                KeyProblem(key, "shape", tuple(checkpoint_state[key].shape), tuple(tensor.shape))
-            )
+            problems.append(KeyProblem(key, "shape", tuple(checkpoint_state[key].shape), tuple(tensor.shape)))
     for key, value in checkpoint_state.items():
         if key not in model_state:
             problems.append(KeyProblem(key, "unexpected", checkpoint_shape=tuple(getattr(value, "shape", ()))))
     return sorted(problems, key=lambda p: p.key)
 
 
-_RESNET_DEPTHS = {
+_RESNET_DEPTHS: dict[tuple[tuple[int, ...], bool], int] = {
     ((2, 2, 2, 2), False): 18,
     ((3, 4, 6, 3), False): 34,
     ((3, 4, 6, 3), True): 50,

@@ -64,7 +64,9 @@ def explain_mismatch(cfg: Any, problems: list[KeyProblem], checkpoint_state: dic
             )
     missing_heads = {p.key.split(".")[1] for p in problems if p.kind == "missing" and p.key.startswith("roi_heads.")}
     for head in sorted(missing_heads - {"box_predictor", "box_head"}):
-        reasons.append(f"config builds roi_heads.{head}, which the checkpoint was not trained with (MASK_ON/KEYPOINT_ON?)")
+        reasons.append(
+            f"config builds roi_heads.{head}, which the checkpoint was not trained with (MASK_ON/KEYPOINT_ON?)"
+        )
     if not reasons:
         reasons.append("the checkpoint was trained with a different architecture than the config builds")
     return "; ".join(reasons)
@@ -115,7 +117,11 @@ class Detectron2Adapter(Adapter):
             )
             if strict:
                 raise CheckpointMismatchError(
-                    message, expected="every parameter of the model", found=problems, source=str(checkpoint), fix=meaning
+                    message,
+                    expected="every parameter of the model",
+                    found=problems,
+                    source=str(checkpoint),
+                    fix=meaning,
                 )
             warn(message + "\n(strict=False: mismatched parameters keep random weights)", code="checkpoint.mismatch")
         # Detectron2's own loader (prefix handling, ndarray conversion); its warnings are now ours.

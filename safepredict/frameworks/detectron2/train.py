@@ -123,8 +123,10 @@ def evaluate(cfg: Any, model: Any, dataset_name: str, output_dir: Path) -> dict[
     return {k: float(v) for k, v in results["bbox"].items()}
 
 
-def train(dataset: SyntheticDataset, output_dir: Path, recipe: Detectron2Recipe = Detectron2Recipe()) -> dict[str, float]:
-    """Train, write ``config.yaml``, ``model_final.pth`` and ``box_ap.json`` into ``output_dir``, return box AP on val."""
+def train(
+    dataset: SyntheticDataset, output_dir: Path, recipe: Detectron2Recipe = Detectron2Recipe()
+) -> dict[str, float]:
+    """Train; write ``config.yaml``, ``model_final.pth``, ``box_ap.json`` into ``output_dir``; return val box AP."""
     import torch
     from detectron2.engine import DefaultTrainer, default_setup
 

@@ -117,7 +117,11 @@ class MMDetAdapter(Adapter):
             )
             if strict:
                 raise CheckpointMismatchError(
-                    message, expected="every parameter of the model", found=problems, source=str(checkpoint), fix=meaning
+                    message,
+                    expected="every parameter of the model",
+                    found=problems,
+                    source=str(checkpoint),
+                    fix=meaning,
                 )
             warn(message + "\n(strict=False: mismatched parameters keep random weights)", code="checkpoint.mismatch")
         load_state_dict(self.model, weights, strict=False)

@@ -256,7 +256,11 @@ def build_config(dataset: SyntheticDataset, work_dir: Path, recipe: MMDetRecipe)
             "dist_cfg": {"backend": "nccl"},
         },
         "vis_backends": [{"type": "LocalVisBackend"}],
-        "visualizer": {"type": "DetLocalVisualizer", "vis_backends": [{"type": "LocalVisBackend"}], "name": "visualizer"},
+        "visualizer": {
+            "type": "DetLocalVisualizer",
+            "vis_backends": [{"type": "LocalVisBackend"}],
+            "name": "visualizer",
+        },
         "log_processor": {"type": "LogProcessor", "window_size": 20, "by_epoch": True},
         "log_level": "INFO",
         "load_from": None,
