@@ -134,11 +134,11 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "safepredict", *args], capture_output=True, text=True, check=False)
 
 
-@pytest.mark.parametrize("command", ["diagnose", "predict"])
-def test_help(command):
+@pytest.mark.parametrize(("command", "option"), [("diagnose", "--report"), ("predict", "--restart")])
+def test_help(command, option):
     done = _cli(command, "--help")
     assert done.returncode == 0 and "usage: safepredict " + command in done.stdout
-    assert "Exit code" in done.stdout or "--out" in done.stdout
+    assert option in done.stdout and "-q, --quiet" in done.stdout
 
 
 def test_user_errors_exit_2_without_traceback(tmp_path):

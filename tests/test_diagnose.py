@@ -292,3 +292,65 @@ def test_unknown_codes_are_refused_and_every_code_is_documented():
     docs = (Path(__file__).resolve().parent.parent / "docs" / "diagnose.md").read_text()
     for code in CODES:
         assert f"### `{code}`" in docs, code
+
+
+# --------------------------------------------------------------------------- MMDetection
+
+
+def write_mmdet_cfg(fixture, folder: Path, edit) -> Path:
+    """The fixture's training config edited by ``edit(cfg)``, as a user's inference config file."""
+    from mmengine.config import Config
+
+    cfg = Config.fromfile(str(fixture.config))
+    edit(cfg)
+    path = folder / "inference_cfg.py"
+    cfg.dump(str(path))
+    return path
+
+
+def _mmdet_imagenet(cfg):
+    cfg.model.data_preprocessor.mean = [123.675, 116.28, 103.53]
+    cfg.model.data_preprocessor.std = [58.395, 57.12, 57.375]
+
+
+def _mmdet_resize_800(cfg):
+    cfg.test_dataloader.dataset.pipeline[1].scale = (800, 800)
+
+
+def _mmdet_depth_50(cfg):
+    cfg.model.backbone.depth = 50
+
+
+def test_mmdet_healthy_model_exits_zero(mmdet_fixture):
+    result = diagnose(mmdet_fixture.checkpoint, _images(mmdet_fixture))
+    assert result.exit_code == 0, result.describe()
+    resize = result.by_code("probe.resize")[0]
+    assert resize.data["key"].endswith(".scale") and len(resize.data["curve"]) == 5, resize.describe()
+
+
+@pytest.mark.parametrize(
+    ("edit", "subject"),
+    [(_mmdet_imagenet, "normalisation"), (_mmdet_resize_800, "resize")],
+    ids=["ImageNet mean/std", "scale 800"],
+)
+def test_mmdet_seed_mistakes_are_the_top_finding(mmdet_fixture, tmp_path, edit, subject):
+    config = write_mmdet_cfg(mmdet_fixture, tmp_path, edit)
+    result = diagnose(mmdet_fixture.checkpoint, _images(mmdet_fixture), config=config)
+    top = result.top
+    assert top is not None and (top.code, top.subject) == ("contract.preprocessing", subject), result.describe()
+    assert result.exit_code == 1
+
+
+def test_mmdet_wrong_colour_order_is_the_top_finding(mmdet_fixture, tmp_path):
+    folder = swapped_images(mmdet_fixture, tmp_path / "swapped")
+    result = diagnose(mmdet_fixture.checkpoint, [folder])
+    top = result.top
+    assert top is not None and (top.code, top.severity) == ("probe.channel_order", "error"), result.describe()
+
+
+def test_mmdet_backbone_mismatch_is_the_top_finding(mmdet_fixture, tmp_path):
+    config = write_mmdet_cfg(mmdet_fixture, tmp_path, _mmdet_depth_50)
+    result = diagnose(mmdet_fixture.checkpoint, _images(mmdet_fixture), training_config=config)
+    top = result.top
+    assert top is not None and top.code == "checkpoint.architecture", result.describe()
+    assert "ResNet-18" in top.title and "model.backbone.depth=18" in top.fix

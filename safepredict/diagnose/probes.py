@@ -70,6 +70,7 @@ class Run:
     label: str
     candidates: tuple[Detections, ...]
     threshold: float
+    swapped: bool = False  # the images were fed with red and blue swapped
 
     def final(self, index: int, threshold: float | None = None) -> Detections:
         """The detections of image ``index`` above ``threshold`` (default: this run's)."""
@@ -100,10 +101,10 @@ class Run:
 
     def head(self, n: int) -> Run:
         """This run on its first ``n`` images only."""
-        return Run(self.label, self.candidates[:n], self.threshold)
+        return attrs.evolve(self, candidates=self.candidates[:n])
 
     def with_threshold(self, threshold: float, label: str) -> Run:
-        return Run(label, self.candidates, float(threshold))
+        return attrs.evolve(self, label=label, threshold=float(threshold))
 
     def objects(self, threshold: float | None = None) -> list[tuple[float, float]]:
         """``(best score, class margin)`` of every object found above ``threshold``, over all images.
@@ -323,7 +324,7 @@ def run_pipeline(predictor: Any, images: Sequence[LoadedImage], label: str, *, s
         array = image.array[:, :, ::-1] if swap else image.array
         _rgb, candidates = predictor.predict_candidates(np.ascontiguousarray(array), color=image.color)
         out.append(candidates)
-    return Run(label, tuple(out), float(predictor.score_threshold))
+    return Run(label, tuple(out), float(predictor.score_threshold), swapped=swap)
 
 
 # --------------------------------------------------------------------------- probes

@@ -237,12 +237,16 @@ def _findings_table(findings: Sequence[Any]) -> str:
 
 def _pictures(d: Any, max_images: int) -> str:
     labels = ", ".join(v.label for v in d.views)
-    out = [f"<h2>Detections per image</h2><p>Left to right: {_e(labels)}. Each cut at its own score threshold.</p>"]
+    out = [
+        f"<h2>Detections per image</h2><p>Left to right: {_e(labels)}. Each picture shows the pixels that "
+        "pipeline fed the model, with its detections above its own score threshold.</p>"
+    ]
     for i, rgb in enumerate(d.rgb[:max_images]):
         out.append("<div class='row'>")
         for view in d.views:
             dets = view.final(i)
-            picture = draw_detections(rgb, dets, d.class_names, title=f"{view.label} (> {view.threshold:g})")
+            pixels = rgb[:, :, ::-1] if view.swapped else rgb  # what that pipeline fed the model
+            picture = draw_detections(pixels, dets, d.class_names, title=f"{view.label} (> {view.threshold:g})")
             caption = f"{_e(Path(d.images[i]).name)} · {_e(view.label)}: {len(dets)} detection(s)"
             out.append(
                 f"<figure><img alt='{caption}' src='{_png(picture)}'><figcaption>{caption}</figcaption></figure>"

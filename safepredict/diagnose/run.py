@@ -195,8 +195,25 @@ def _group(d: Discrepancy) -> str:
     return _GROUPS.get(d.key, d.key)
 
 
+def _value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (tuple, list)):
+        return "(" + ", ".join(_value(v) for v in value) + ")"
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def _difference(d: Discrepancy) -> str:
+    """A difference's values and where each was read, without its fix (the finding carries that)."""
+    what = f" ({d.message})" if d.message else ""
+    return (
+        f"{d.key}{what}: training {_value(d.training)} ({d.training_source}); "
+        f"yours {_value(d.inference)} ({d.inference_source})"
+    )
+
+
 def _contract_text(ds: Sequence[Discrepancy]) -> str:
-    return "\n".join(d.describe() for d in ds)
+    return "\n".join(_difference(d) for d in ds)
 
 
 def undertraining_findings(artifact: TrainingArtifact) -> list[Finding]:
@@ -231,7 +248,7 @@ def trap_findings(artifact: TrainingArtifact) -> list[Finding]:
             severity=d.severity,
             subject=d.key,
             title=d.message or f"trap at {d.framework_key}",
-            evidence=d.describe(),
+            evidence=f"{d.message} (at {d.training_source})",
             fix=d.fix,
             data={"key": d.key, "framework_key": d.framework_key, "training_source": d.training_source},
         )
@@ -495,7 +512,7 @@ def _unmeasured_contract_findings(diffs: Sequence[Discrepancy], contract: Any) -
                 severity=d.severity,
                 subject=d.key,
                 title=f"your config's {d.key} differs from training ({d.framework_key})",
-                evidence=d.describe(),
+                evidence=_difference(d),
                 fix=d.fix,
                 data=_discrepancy_data(d),
             )
@@ -593,7 +610,7 @@ def _measured_finding(name: str, members: Sequence[Discrepancy], effect: Any) ->
     return Finding(
         code="contract.postprocessing" if post else "contract.preprocessing",
         severity=severity,
-        subject=first.key if len(members) == 1 else name,
+        subject=name if name in ("normalisation", "resize", "padding") else first.key,
         title=(
             f"your config's {what} ({keys}) differs from training: "
             f"{effect.agreement:.0%} of the training pipeline's detections survive it"
@@ -622,7 +639,7 @@ def _threshold_finding(d: Discrepancy, base: Run) -> Finding:
         severity=severity,
         subject="score_threshold",
         title=f"your score threshold {user_t:g} ({d.framework_key}) {words} at {train_t:g}",
-        evidence=d.describe()
+        evidence=_difference(d)
         + f"\nmeasured on these images: {n_user} detection(s) at {user_t:g}, {n_train} at {train_t:g}",
         fix=d.fix,
         impact=round(impact, 4),
@@ -659,7 +676,7 @@ def _architecture_findings(diffs: Sequence[Discrepancy], make: Callable[..., Any
                     f"your config's {d.key} is {d.inference!r}, the checkpoint was trained with {d.training!r} "
                     f"({d.framework_key})"
                 ),
-                evidence=d.describe() + (f"\ntried: {outcome}" if outcome and d.key in buildable else ""),
+                evidence=_difference(d) + (f"\ntried: {outcome}" if outcome and d.key in buildable else ""),
                 fix=d.fix,
                 impact=1.0 if d.key in buildable else 0.0,
                 data=_discrepancy_data(d),
