@@ -166,6 +166,15 @@ def test_architecture_mismatch_is_the_top_finding(d2_fixture, tmp_path, capsys, 
     assert subject in top["subject"] and words in top["title"] and words in top["fix"]
 
 
+def test_inference_config_with_80_classes_beside_the_training_config_is_named(d2_fixture, tmp_path):
+    """config.yaml is beside the checkpoint, so SafePredictor is safe; the user's own code would not be."""
+    config = write_inference_cfg(d2_fixture, tmp_path, MODEL__ROI_HEADS__NUM_CLASSES=80)
+    result = diagnose(d2_fixture.checkpoint, _images(d2_fixture), config=config)
+    top = result.top
+    assert top is not None and (top.code, top.subject) == ("contract.architecture", "num_classes"), result.describe()
+    assert "checkpoint has 3 classes, config has 80" in top.evidence  # what loading it into that model does
+
+
 def test_lonely_checkpoint_with_only_an_inference_config_still_names_the_mismatch(d2_fixture, tmp_path):
     lonely = lonely_checkpoint(d2_fixture, tmp_path / "run")
     config = write_inference_cfg(d2_fixture, tmp_path, MODEL__ROI_HEADS__NUM_CLASSES=80)

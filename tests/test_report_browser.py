@@ -67,9 +67,12 @@ def report(d2_fixture, tmp_path_factory) -> Path:
     """The report of a diagnosis with a finding of every severity: images in the other colour order."""
     root = tmp_path_factory.mktemp("report")
     folder = swapped_images(d2_fixture, root / "bgr")
+    profile = root / "profile.json"
+    val = str(d2_fixture.dataset.val_dir)
+    assert main(["-q", "profile", str(d2_fixture.checkpoint), val, "--limit", "16", "-o", str(profile)]) == 0
     out = root / "report.html"
-    code = main(["-q", "diagnose", str(d2_fixture.checkpoint), str(folder), "--report", str(out)])
-    assert code == 1
+    argv = ["-q", "diagnose", str(d2_fixture.checkpoint), str(folder), "--reference", str(profile)]
+    assert main([*argv, "--report", str(out)]) == 1
     return out
 
 
@@ -82,6 +85,7 @@ def test_report_is_self_contained(report):
     # the resize curve.
     assert len(sources) == 2 * N_IMAGES + 2 + 1, len(sources)
     assert "http://" not in text and "https://" not in text
+    assert "Grey: the reference profile" in text  # the histograms compare against the reference
 
 
 def test_report_renders_in_headless_chromium(report, tmp_path):

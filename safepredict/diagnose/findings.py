@@ -15,7 +15,7 @@ from typing import Any
 
 import attrs
 
-__all__ = ["CODES", "SEVERITIES", "Finding", "exit_code", "rank", "worst"]
+__all__ = ["CODES", "SEVERITIES", "Finding", "exit_code", "jsonable", "rank", "worst"]
 
 SEVERITIES = ("error", "warning", "info")
 _SEVERITY_RANK = {"error": 0, "warning": 1, "info": 2}
@@ -97,15 +97,15 @@ class Finding:
             "fix": self.fix,
             "impact": self.impact,
             "docs": self.docs,
-            "data": _jsonable(self.data),
+            "data": jsonable(self.data),
         }
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if hasattr(value, "item") and callable(value.item):  # numpy scalars
         return value.item()
     if isinstance(value, (str, int, float, bool)) or value is None:

@@ -19,7 +19,7 @@ import attrs
 import numpy as np
 
 from safepredict.contract import Discrepancy, TrainingArtifact, discover
-from safepredict.diagnose.findings import Finding, rank, worst
+from safepredict.diagnose.findings import Finding, jsonable, rank, worst
 from safepredict.diagnose.probes import (
     ProbeResult,
     Run,
@@ -113,7 +113,7 @@ class Diagnosis:
             "worst": self.worst,
             "exit_code": self.exit_code,
             "findings": [f.to_json() for f in self.findings],
-            "probes": self.probes,
+            "probes": jsonable(self.probes),
             "timings": {k: round(v, 2) for k, v in self.timings.items()},
         }
 
