@@ -101,3 +101,22 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
     # So are the pictures: the synthetic images' dark noisy backgrounds are nowhere else on the page.
     dark = np.all(image < 70, axis=2)
     assert dark.mean() > 0.02, dark.mean()
+
+
+def test_report_of_a_checkpoint_that_does_not_fit(d2_fixture, tmp_path):
+    """No model could be built: the report still holds the finding, and no picture."""
+    from detectron2.config import get_cfg
+
+    from safepredict.diagnose import diagnose, render_html
+
+    lonely = tmp_path / "model_final.pth"
+    lonely.write_bytes(d2_fixture.checkpoint.read_bytes())
+    cfg = get_cfg()
+    cfg.merge_from_file(str(d2_fixture.config))
+    cfg.MODEL.ROI_HEADS.NUM_CLASSES = 80
+    config = tmp_path / "inference.yaml"
+    config.write_text(cfg.dump())
+    result = diagnose(lonely, [d2_fixture.dataset.val_images[0]], training_config=config)
+    text = render_html(result)
+    assert "checkpoint.architecture" in text and "set MODEL.ROI_HEADS.NUM_CLASSES=3" in text
+    assert "<img" not in text and "Training contract" in text
