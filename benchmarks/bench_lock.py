@@ -3,13 +3,16 @@
     python benchmarks/bench_lock.py [--repeats 7] [--weights-mb 100] [--write docs/benchmarks-lock.md]
 
 Each figure is the median wall time over ``--repeats`` fresh processes (so every run pays its
-imports), except the in-process warm figure, which is one process checking repeatedly:
+imports) after one warm-up run (bytecode cached, as for an installed package), except the
+in-process warm figure, which is one process checking repeatedly:
   * ``python -c pass``: the interpreter alone, the floor under every other row;
   * ``python -c "import torch"``: what a predictor pays anyway, and what the check must not add;
   * in-process check, cold: ``from safepredict.lock import check_lock; check_lock(lock)`` in a
     fresh process (what a predictor adds at start-up, imports included), and warm (a second
     check in the same process);
-  * ``safepredict check`` (``python -m safepredict check``): the container entrypoint;
+  * ``safepredict check`` (``python -m safepredict check``): the container entrypoint; and the
+    same command parsed by the lock's own subcommands only (what the CLI costs when it does not
+    load every other subcommand module first);
   * ``safepredict lock``: writing the lock (imports torch and cv2 to ask them; run once);
   * sha256 of a weights file of ``--weights-mb`` MB, which a check with pinned weights adds.
 The lock used pins no files unless said, so the rows compare the environment check itself.
@@ -31,10 +34,14 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    # An installed package runs from cached bytecode: let the warm-up run write it.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
 
 
 def _wall(cmd: list[str], repeats: int, cwd: Path) -> float:
+    subprocess.run(cmd, cwd=cwd, env=_env(), check=True, capture_output=True)  # warm-up: bytecode, page cache
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -54,6 +61,7 @@ def _in_process(lock: Path, repeats: int, cwd: Path) -> tuple[float, float]:
         "print(cold, (time.perf_counter() - t) / 20)\n"
     )
     cold, warm = [], []
+    subprocess.run([sys.executable, "-c", code], cwd=cwd, env=_env(), check=True, capture_output=True)  # warm-up
     for _ in range(repeats):
         out = subprocess.run(
             [sys.executable, "-c", code], cwd=cwd, env=_env(), check=True, capture_output=True, text=True
@@ -90,6 +98,11 @@ def main() -> None:
         rows.append(
             ("`safepredict check` (whole process)", _wall([py, "-m", "safepredict", "check"], args.repeats, folder))
         )
+        lock_only = (
+            "import argparse, sys; from safepredict.lock import commands; p = argparse.ArgumentParser(); "
+            "commands.register(p.add_subparsers()); a = p.parse_args(['check']); sys.exit(a.func(a))"
+        )
+        rows.append(("`check` through the lock's subcommands only", _wall([py, "-c", lock_only], args.repeats, folder)))
         rows.append(("`safepredict lock` (whole process, imports torch and cv2; one run)", lock_time))
 
         weights = folder / "weights.pth"

@@ -225,3 +225,26 @@ def test_report_json_round_trips(locked: Path, tmp_path: Path) -> None:
     assert data["ok"] is False
     assert data["mismatches"][0]["key"] == "torch.cuda" and data["mismatches"][0]["rule"] == "minor"
     assert data["mismatches"][0]["locked"] == "12.1"
+
+
+@pytest.mark.parametrize(
+    ("files", "state"),
+    [
+        ([], "missing"),
+        (["detectron2/_C.cpython-310-x86_64-linux-gnu.so"], "incompatible (_C.cpython-310-x86_64-linux-gnu.so)"),
+        ([f"detectron2/_C{__import__('importlib.machinery').machinery.EXTENSION_SUFFIXES[0]}"], "present"),
+    ],
+)
+def test_detectron2_c_extension_state_from_its_files(tmp_path: Path, files: list[str], state: str) -> None:
+    # The sal-detectron2 wheel ships a _C built for CPython 3.10: on 3.11 it is there but cannot load.
+    site = tmp_path / "site-packages"
+    info = site / "detectron2-0.7.2.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: detectron2\nVersion: 0.7.2\n\nlong description\n")
+    (site / "detectron2").mkdir()
+    for f in files:
+        (site / f).write_bytes(b"\x7fELF")
+    (info / "RECORD").write_text("".join(f"{f},sha256=x,4\n" for f in [*files, "detectron2/__init__.py"]))
+    probe = Probe(path=[str(site)], prefixes=[])
+    assert probe.fact("detectron2.c_extension").value == state
+    assert probe.package("detectron2").version == "0.7.2"

@@ -85,6 +85,8 @@ class Probe:
         self._conda: list[tuple[Path, dict[str, Any]]] | None = None
         self._in_process = self.path is None
         self._memo: dict[str, Any] = {}
+        self._headers: dict[int, dict[str, list[str]]] = {}
+        self._keep: list[md.Distribution] = []
 
     def memo(self, name: str, compute: Any) -> Any:
         """``compute(self)`` once per probe: several facts come from one read (OpenCV's build summary, NVML)."""
@@ -107,13 +109,47 @@ class Probe:
             self._dists[key] = found
         return self._dists[key]
 
+    def headers(self, dist: md.Distribution) -> dict[str, list[str]]:
+        """The metadata headers of ``dist`` (Name, Version, Requires-Dist...), parsed once.
+
+        ``Distribution.metadata`` runs the e-mail parser over the whole file, long description
+        included, on every access; the headers end at the first blank line.
+        """
+        key = id(dist)
+        if key not in self._headers:
+            text = dist.read_text("METADATA") or dist.read_text("PKG-INFO") or ""
+            headers: dict[str, list[str]] = {}
+            last = None
+            for line in text.split("\n\n", 1)[0].splitlines():
+                if line[:1] in (" ", "\t") and last is not None:
+                    headers[last][-1] += "\n" + line.strip()
+                    continue
+                name, sep, value = line.partition(":")
+                if sep:
+                    last = name.strip().lower()
+                    headers.setdefault(last, []).append(value.strip())
+            self._headers[key] = headers
+            self._keep.append(dist)  # id() stays unique while the distribution is alive
+        return self._headers[key]
+
+    def record_paths(self, dist: md.Distribution) -> list[str]:
+        """The installed files of ``dist`` as POSIX paths relative to its location (from RECORD, read as text)."""
+        text = dist.read_text("RECORD")
+        if text is None:
+            return [str(f).replace("\\", "/") for f in dist.files or ()]
+        return [line.rsplit(",", 2)[0].strip('"') for line in text.splitlines() if line]
+
+    def name_version(self, dist: md.Distribution) -> tuple[str, str]:
+        h = self.headers(dist)
+        return (h.get("name") or [""])[0], (h.get("version") or [""])[0]
+
     def distributions_for_import(self, import_name: str) -> list[str]:
         """Distribution names that install top-level package ``import_name`` (a scan of all: capture only)."""
         if self._top_level is None:
             mapping: dict[str, list[str]] = {}
             dists = md.distributions() if self.path is None else md.distributions(path=self.path)
             for dist in dists:
-                name = dist.metadata["Name"]
+                name = self.name_version(dist)[0]
                 if not name:
                     continue
                 tops = (dist.read_text("top_level.txt") or "").split()
@@ -145,7 +181,7 @@ class Probe:
     def origin(self, dist: md.Distribution) -> str:
         """``conda`` when a conda-meta record owns this distribution's metadata, else its INSTALLER."""
         info = getattr(dist, "_path", None)  # the .dist-info directory of a PathDistribution
-        name = _norm(dist.metadata["Name"] or "")
+        name = _norm(self.name_version(dist)[0])
         if info is not None and self.prefixes:
             candidates = [r for r in (self.conda_record(CONDA_NAMES.get(name, name)),) if r is not None]
             for prefix, rec in candidates:
@@ -173,7 +209,8 @@ class Probe:
         for cand in candidates:
             dist = self.distribution(cand) if cand else None
             if dist is not None:
-                return PackageEntry(name, dist.version, rule, self.origin(dist), dist.metadata["Name"])
+                dist_name, version = self.name_version(dist)
+                return PackageEntry(name, version, rule, self.origin(dist), dist_name)
         # No Python metadata: conda-forge's OpenCV, for one, installs cv2 without a dist-info.
         conda_name = {"opencv": "py-opencv", "torch": "pytorch"}.get(name, name)
         hit = self.conda_record(conda_name)
@@ -295,11 +332,14 @@ def _torch_cudnn(p: Probe) -> Found:
     # pip: cuDNN ships as nvidia-cudnn-cuXX, a dependency of the CUDA wheels of torch.
     torch_dist = p.distribution("torch")
     requires = (
-        [_norm(re.split(r"[ ;<>=!~\[]", r, maxsplit=1)[0]) for r in (torch_dist.requires or ())] if torch_dist else []
+        [_norm(re.split(r"[ ;<>=!~\[]", r, maxsplit=1)[0]) for r in p.headers(torch_dist).get("requires-dist", [])]
+        if torch_dist
+        else []
     )
     for name in requires:
         if _CUDNN_DISTS.match(name) and (dist := p.distribution(name)) is not None:
-            return Found(".".join(dist.version.split(".")[:3]), f"distribution {dist.metadata['Name']}")
+            dist_name, version = p.name_version(dist)
+            return Found(".".join(version.split(".")[:3]), f"distribution {dist_name}")
     hit = p.conda_record("cudnn")
     if hit is not None:
         return Found(".".join(str(hit[1]["version"]).split(".")[:3]), "conda package cudnn")
@@ -387,8 +427,8 @@ def _opencv_build_info(p: Probe) -> tuple[str | None, str]:
         dist = p.distribution(name)
         if dist is None:
             continue
-        for f in dist.files or ():
-            if f.parts[0] == "cv2" and f.name.startswith("cv2") and f.suffix in (".so", ".pyd"):
+        for f in p.record_paths(dist):
+            if re.fullmatch(r"cv2/cv2[^/]*\.(so|pyd)", f):
                 text = _embedded_string(Path(str(dist.locate_file(f))), _OPENCV_MARK)
                 if text is not None:
                     return text, f"build summary in {f}"
@@ -425,22 +465,29 @@ def _opencv_threads(p: Probe) -> Found:
     return Found(int(cv2.getNumThreads()), "cv2.getNumThreads()")
 
 
-def _extension_state(p: Probe, dist_names: Sequence[str], pattern: str) -> Found:
-    """Whether a compiled extension is there and built for this interpreter, from file names only."""
+def _loadable_here(filename: str) -> bool:
+    """Whether an extension module's file name fits this interpreter (``_C.cpython-310-...so`` does not on 3.11)."""
     import importlib.machinery
 
+    suffixes = importlib.machinery.EXTENSION_SUFFIXES
+    if re.search(r"\.(cpython|cp|pypy)[-\w]*\.(so|pyd)$", filename):  # tagged for one interpreter
+        return any(filename.endswith(s) for s in suffixes if s not in (".so", ".pyd"))
+    return any(filename.endswith(s) for s in suffixes)
+
+
+def _extension_state(p: Probe, dist_names: Sequence[str], pattern: str) -> Found:
+    """Whether a compiled extension is there and built for this interpreter, from file names only."""
     for name in dist_names:
         dist = p.distribution(name)
         if dist is None:
             continue
-        hits = [f for f in dist.files or () if re.fullmatch(pattern, str(f).replace("\\", "/"))]
+        hits = [f for f in p.record_paths(dist) if re.fullmatch(pattern, f)]
         if not hits:
-            return Found("missing", f"distribution {dist.metadata['Name']}: no {pattern}")
-        suffixes = importlib.machinery.EXTENSION_SUFFIXES
-        ok = [f for f in hits if any(str(f).endswith(s) for s in suffixes)]
+            return Found("missing", f"distribution {p.name_version(dist)[0]}: no {pattern}")
+        ok = [f for f in hits if _loadable_here(f)]
         if ok:
             return Found("present", f"{ok[0]}")
-        return Found(f"incompatible ({hits[0].name})", f"{hits[0]}: not built for this interpreter")
+        return Found(f"incompatible ({hits[0].rsplit('/', 1)[-1]})", f"{hits[0]}: not built for this interpreter")
     return Found(None, "not installed")
 
 
@@ -565,10 +612,10 @@ def capture_environment(
     conda_dists = {e.distribution for e in packages if e.origin == "conda"}
     pip = []
     for dist in md.distributions() if p.path is None else md.distributions(path=p.path):
-        name = dist.metadata["Name"]
+        name, version = p.name_version(dist)
         if not name or name in conda_dists or (p.prefixes and p.origin(dist) == "conda"):
             continue
-        pip.append((name, dist.version))
+        pip.append((name, version))
     pip = sorted(dict(pip).items(), key=lambda kv: kv[0].lower())
     return Environment(packages=packages, facts=facts, files=files, conda=conda, pip=pip)
 
