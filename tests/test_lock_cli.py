@@ -141,3 +141,20 @@ def test_lock_of_a_package_that_is_not_installed_warns_and_records_it_absent(tmp
     entry = tomllib.loads((tmp_path / "safepredict.lock").read_text())["packages"]["no-such-distribution-xyz"]
     assert entry["absent"] is True and "version" not in entry
     assert run("check", cwd=tmp_path).returncode == 0
+
+
+def test_unverified_entries_pass_unless_strict_and_deep_verifies_them(folder: Path, tmp_path: Path) -> None:
+    # OpenCV's thread count exists only inside a process that imported cv2: a plain check cannot see it.
+    doc = tomllib.loads((folder / "safepredict.lock").read_text())
+    doc["facts"]["opencv.threads"]["rule"] = "exact"
+    lock = tmp_path / "threads.lock"
+    lock.write_text(tomli_w.dumps(doc))
+    common = ["--lock", str(lock), "--weights", "model.pth", "--config", "config.py"]
+    plain = run("check", *common, "--json", cwd=folder)
+    assert plain.returncode == 0, plain.stderr
+    [u] = json.loads(plain.stdout)["unverified"]
+    assert u["key"] == "opencv.threads"
+    assert run("check", *common, "--strict", cwd=folder).returncode == 1
+    deep = run("check", *common, "--deep", "--strict", "--json", cwd=folder)
+    assert deep.returncode == 0, deep.stdout + deep.stderr
+    assert json.loads(deep.stdout)["unverified"] == []
