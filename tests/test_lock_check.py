@@ -242,9 +242,11 @@ def test_detectron2_c_extension_state_from_its_files(tmp_path: Path, files: list
     info.mkdir(parents=True)
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: detectron2\nVersion: 0.7.2\n\nlong description\n")
     (site / "detectron2").mkdir()
+    (site / "detectron2" / "__init__.py").write_text('__version__ = "0.7.2.dev0"\n')
     for f in files:
         (site / f).write_bytes(b"\x7fELF")
     (info / "RECORD").write_text("".join(f"{f},sha256=x,4\n" for f in [*files, "detectron2/__init__.py"]))
     probe = Probe(path=[str(site)], prefixes=[])
     assert probe.fact("detectron2.c_extension").value == state
     assert probe.package("detectron2").version == "0.7.2"
+    assert probe.fact("detectron2.version").value == "0.7.2.dev0"  # the module's own, not the distribution's

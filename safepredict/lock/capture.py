@@ -284,8 +284,11 @@ def _machine(p: Probe) -> Found:
 def _torch_version_file(p: Probe) -> dict[str, Value] | None:
     """The constants of torch/version.py, read as text: what ``torch.version`` would hold."""
     path = p.file_in("torch", "torch/version.py")
-    if path is None:
-        return None
+    return None if path is None else _constants(path)
+
+
+def _constants(path: Path) -> dict[str, Value] | None:
+    """Module-level constant assignments of a Python file, read without running it."""
     values: dict[str, Value] = {}
     try:
         tree = ast.parse(path.read_text(encoding="utf-8"))
@@ -491,6 +494,20 @@ def _extension_state(p: Probe, dist_names: Sequence[str], pattern: str) -> Found
     return Found(None, "not installed")
 
 
+def _d2_version(p: Probe) -> Found:
+    # Repacked wheels (sal-detectron2) carry their own distribution version: the module says what it is.
+    module = p.module("detectron2")
+    if module is not None:
+        return Found(str(getattr(module, "__version__", None)), "detectron2.__version__")
+    names = p.distributions_for_import("detectron2") if p.deep else []
+    for name in names or ["detectron2", "sal-detectron2"]:
+        path = p.file_in(name, "detectron2/__init__.py")
+        if path is not None:
+            version = (_constants(path) or {}).get("__version__")
+            return Found(version, f"{path.parent.name}/__init__.py (__version__)", known=version is not None)
+    return Found(None, "not installed")
+
+
 def _d2_c(p: Probe) -> Found:
     names = p.distributions_for_import("detectron2") if p.deep else []
     return _extension_state(p, names or ["detectron2", "sal-detectron2"], r"detectron2/_C[^/]*\.(so|pyd)")
@@ -514,6 +531,7 @@ _FACTS = {
     "opencv.parallel_framework": _opencv_line("Parallel framework"),
     "opencv.hal": _opencv_line("Custom HAL"),
     "opencv.threads": _opencv_threads,
+    "detectron2.version": _d2_version,
     "detectron2.c_extension": _d2_c,
     "mmcv.ops": _mmcv_ops,
 }
@@ -526,6 +544,7 @@ _FACT_NEEDS = {
     "opencv.parallel_framework": "opencv",
     "opencv.hal": "opencv",
     "opencv.threads": "opencv",
+    "detectron2.version": "detectron2",
     "detectron2.c_extension": "detectron2",
     "mmcv.ops": "mmcv",
 }

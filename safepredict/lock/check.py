@@ -41,6 +41,7 @@ _CONSEQUENCES: dict[str, str] = {
     "opencv.ipp": "OpenCV's resize and colour conversion use Intel IPP when built with it: pixel values differ",
     "opencv.parallel_framework": "OpenCV's threading backend changed: some resizes split work differently",
     "opencv.hal": "OpenCV's hardware-accelerated kernels changed: resize results can differ",
+    "detectron2.version": "another Detectron2 source than the one validated, whatever its distribution says",
     "detectron2.c_extension": "Detectron2 ops in _C (deformable conv, rotated boxes) become unavailable or change",
     "mmcv.ops": "without mmcv's compiled ops, MMDetection models using NMS/RoIAlign cannot run",
     "python.version": "a different Python can change library builds and defaults",

@@ -65,6 +65,7 @@ DEFAULT_FACT_RULES: dict[str, str] = {
     "opencv.parallel_framework": "exact",
     "opencv.hal": "exact",
     "opencv.threads": "record",
+    "detectron2.version": "exact",
     "detectron2.c_extension": "exact",
     "mmcv.ops": "exact",
 }
