@@ -211,7 +211,10 @@ class SafePredictor:
         if lock is not None:
             from safepredict.lock import check_lock, enforce
 
-            enforce(check_lock(lock, weights=checkpoint), on_env_mismatch)
+            config_file = training_config if isinstance(training_config, (str, os.PathLike)) else None
+            if config_file is None and (checkpoint.parent / "config.yaml").is_file():
+                config_file = checkpoint.parent / "config.yaml"
+            enforce(check_lock(lock, weights=checkpoint, config=config_file), on_env_mismatch)
 
         self.artifact = discover(
             checkpoint, config=cfg, training_config=training_config, overrides=dict(overrides) if overrides else None

@@ -7,9 +7,11 @@ CACHE="${SAFEPREDICT_CACHE:-$HOME/.cache/safepredict}"
 VENV="${SAFEPREDICT_VENV:-$CACHE/venv}"
 cd "$ROOT"
 bash scripts/setup-frameworks.sh
+bash scripts/setup-browser.sh
 PY="$VENV/bin/python"
 export PATH="$VENV/bin:$PATH"
 echo "== ruff"; "$PY" -m ruff check safepredict tests benchmarks scripts
 echo "== mypy"; "$PY" -m mypy
+echo "== conda recipe"; bash scripts/check-conda-recipe.sh
 echo "== fixtures"; "$PY" -m safepredict.demo.fixtures
 echo "== pytest"; "$PY" -m pytest "$@"

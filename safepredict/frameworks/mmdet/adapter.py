@@ -101,9 +101,9 @@ class MMDetAdapter(Adapter):
         cfg = copy.deepcopy(cfg)
         self.cfg = cfg
         self.device = device
-        with warnings.catch_warnings():
-            # Without a checkpoint init_detector announces COCO class names; ours come below.
-            warnings.simplefilter("ignore")
+        with warnings.catch_warnings(record=True):
+            # Without a checkpoint init_detector announces COCO class names (and resets the filters
+            # to "once" to do so: record=True keeps it from reaching the user); ours come below.
             self.model = init_detector(cfg, checkpoint=None, device=device)
         state = checkpoint_state if checkpoint_state is not None else load_checkpoint(checkpoint)
         weights = state.get("state_dict", state)

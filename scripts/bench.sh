@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Every benchmark, side by side with the frameworks' own tools, in one run. Results are printed and
+# written to docs/benchmarks-*.md; docs/benchmarks.md summarises them as ratios.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CACHE="${SAFEPREDICT_CACHE:-$HOME/.cache/safepredict}"
+VENV="${SAFEPREDICT_VENV:-$CACHE/venv}"
+cd "$ROOT"
+bash scripts/setup-frameworks.sh
+PY="$VENV/bin/python"
+"$PY" benchmarks/bench_predictor.py --out docs/benchmarks-predictor.md
+"$PY" benchmarks/bench_lock.py --write docs/benchmarks-lock.md
+"$PY" benchmarks/bench_monitor.py
