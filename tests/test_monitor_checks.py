@@ -236,6 +236,20 @@ def test_an_unusable_image_is_reported_not_raised(reference):
     assert mon.snapshot()["images_total"] == 1 and mon.snapshot()["input_images_total"] == 0
 
 
+def test_swapped_channels_with_balanced_red_and_blue():
+    """Red and blue objects on gray: the means cannot tell, the colour histogram (yellow → cyan) can."""
+    ref = ReferenceProfile.build(
+        SyntheticStream(seed=13, balanced_colours=True).take(300), score_threshold=0.5, class_names=NAMES
+    )
+    healthy = _monitor(ref).observe_many(SyntheticStream(seed=14, balanced_colours=True).take(400))
+    assert healthy == [], [f.describe() for f in healthy]
+    swapped = SyntheticStream(seed=15, balanced_colours=True, faults=("swap_channels",)).take(200)
+    hit = next(f for f in _monitor(ref).observe_many(swapped) if f.code == "monitor.input_channel_order")
+    ev = hit.evidence
+    assert ev["colour_psi_swapped"] < 0.5 * ev["colour_psi"] and ev["colour_psi"] > 3 * ev["colour_psi_noise"]
+    assert "colour histogram" in hit.message and "mean colour" not in hit.message
+
+
 def test_images_are_optional(reference):
     mon = _monitor(reference)
     assert mon.observe_many((None, d) for _, d in _stream("noise", n=200)) == []

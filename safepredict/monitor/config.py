@@ -44,6 +44,7 @@ class MonitorConfig:
     input_tail: float = attrs.field(default=0.01, validator=_prob)  # reference quantiles that bound "normal"
     max_reference_gray: float = attrs.field(default=0.5, validator=_prob)  # grayscale check off above this
     channel_order_ratio: float = attrs.field(default=0.5, validator=_prob)
+    colour_noise_factor: float = attrs.field(default=3.0, validator=[v.instance_of(float), v.gt(0.0)])
 
     # Rate limit: one code fires at most once per this many images AND this many seconds.
     rate_limit_images: int = attrs.field(default=500, validator=[v.instance_of(int), v.ge(0)])

@@ -93,7 +93,7 @@ class Monitor:
         self._pos = 0
         self._filled = 0
         # Input window.
-        self._inputs = np.zeros((wi, len(stats.INPUT_STATS)), dtype=np.float64)
+        self._inputs = np.zeros((wi, stats.VECTOR_SIZE), dtype=np.float64)
         self._in_pos = 0
         self._in_filled = 0
         # Streaks.
@@ -575,8 +575,9 @@ class Monitor:
         cfg = self.config
         n = self._in_filled
         table = self._inputs[:n]
-        below = np.count_nonzero(table < limits.lo, axis=0)
-        above = np.count_nonzero(table > limits.hi, axis=0)
+        named = table[:, : len(stats.INPUT_STATS)]
+        below = np.count_nonzero(named < limits.lo, axis=0)
+        above = np.count_nonzero(named > limits.hi, axis=0)
         k_crit = stats.binomial_critical(n, limits.tail_rate, cfg.alpha)
         for index, code, low_words, high_words in _INPUT_CHECKS:
             name = stats.INPUT_STATS[index]
@@ -616,39 +617,83 @@ class Monitor:
         self._check_channel_order(out, table)
 
     def _check_channel_order(self, out: list[Finding], table: np.ndarray) -> None:
+        """Two signatures of red and blue swapped; either fires the finding.
+
+        The channel means: the window's mean of (R − B) sits near the reference's negated. The
+        colour histogram: the window's opponent-colour histogram is much closer to the transpose of
+        the reference's (what a swap produces) than to the reference's, which also catches data sets
+        whose red and blue balance out on average (red and blue objects, yellow turning cyan).
+        """
         limits = self._input_limits
         assert limits is not None
-        cfg = self.config
         n = table.shape[0]
-        d = float((table[:, stats.MEAN_R] - table[:, stats.MEAN_B]).mean())
-        delta, spread = limits.r_minus_b
-        se = spread / math.sqrt(n) + 1e-3
-        if abs(delta) < 2.0 * self._z * se:
-            return  # the reference's red and blue are too alike for a swap to show
-        if abs(d - delta) / se < self._z or abs(d + delta) >= cfg.channel_order_ratio * abs(d - delta):
+        evidence: dict[str, Any] = {"window": n}
+        by_means = self._swap_by_means(table, evidence)
+        by_colours = self._swap_by_colours(table, evidence)
+        if not (by_means or by_colours) or not self._may_fire("monitor.input_channel_order"):
             return
+        means, ref = evidence["channel_means"], evidence["reference_channel_means"]
+        signs = " and ".join(
+            w for w, hit in (("the mean colour", by_means), ("the colour histogram", by_colours)) if hit
+        )
+        out.append(
+            Finding(
+                "monitor.input_channel_order",
+                f"{signs} of the last {n} images (mean R {means[0]:.0f}, G {means[1]:.0f}, B {means[2]:.0f}) "
+                f"is much closer to the reference's with red and blue swapped than to the reference's "
+                f"(R {ref[0]:.0f}, G {ref[1]:.0f}, B {ref[2]:.0f}): the images are probably BGR where RGB is expected",
+                "warning",
+                evidence,
+            )
+        )
+
+    def _swap_by_means(self, table: np.ndarray, evidence: dict[str, Any]) -> bool:
+        limits = self._input_limits
+        assert limits is not None
+        ratio = self.config.channel_order_ratio
+        n = table.shape[0]
         means = table[:, stats.MEAN_R : stats.MEAN_B + 1].mean(axis=0)
         ref = limits.channel_means
         d_same = float(np.linalg.norm(means - ref))
         d_swap = float(np.linalg.norm(means - ref[::-1]))
-        if d_swap >= cfg.channel_order_ratio * d_same or not self._may_fire("monitor.input_channel_order"):
-            return
-        out.append(
-            Finding(
-                "monitor.input_channel_order",
-                f"the mean colour of the last {n} images (R {means[0]:.0f}, G {means[1]:.0f}, B {means[2]:.0f}) is "
-                f"much closer to the reference's with red and blue swapped than to the reference "
-                f"(R {ref[0]:.0f}, G {ref[1]:.0f}, B {ref[2]:.0f}): the images are probably BGR where RGB is expected",
-                "warning",
-                {
-                    "channel_means": [float(x) for x in means],
-                    "reference_channel_means": [float(x) for x in ref],
-                    "distance": d_same,
-                    "distance_swapped": d_swap,
-                    "window": n,
-                },
-            )
+        evidence.update(
+            channel_means=[float(x) for x in means],
+            reference_channel_means=[float(x) for x in ref],
+            distance=d_same,
+            distance_swapped=d_swap,
         )
+        d = float(means[0] - means[2])
+        delta, spread = limits.r_minus_b
+        se = spread / math.sqrt(n) + 1e-3
+        if abs(delta) < 2.0 * self._z * se:
+            return False  # the reference's mean red and blue are too alike for a swap to show
+        if abs(d - delta) / se < self._z or abs(d + delta) >= ratio * abs(d - delta):
+            return False
+        return d_swap < ratio * d_same
+
+    def _swap_by_colours(self, table: np.ndarray, evidence: dict[str, Any]) -> bool:
+        limits = self._input_limits
+        assert limits is not None
+        if limits.chroma is None:
+            return False
+        cfg = self.config
+        n = table.shape[0]
+        window = stats.smoothed(table[:, stats.CHROMA].mean(axis=0), n)
+        q, log_q, q_swapped, log_q_swapped = limits.chroma
+        psi_same = stats.psi_smoothed(window, q, log_q)
+        psi_swapped = stats.psi_smoothed(window, q_swapped, log_q_swapped)
+        noise = limits.chroma_noise * (1.0 / n + 1.0 / limits.n_reference)
+        evidence.update(
+            colour_psi=psi_same,
+            colour_psi_swapped=psi_swapped,
+            colour_psi_noise=noise,
+            colour_reference_asymmetry=limits.chroma_asymmetry,
+        )
+        # The reference must look unlike its own swap (else a swap cannot show), the window unlike
+        # the reference, both well above the sampling noise, and the window much closer to the
+        # swapped reference than to the reference.
+        floor = cfg.colour_noise_factor * noise
+        return limits.chroma_asymmetry > floor and psi_same > floor and psi_swapped < cfg.channel_order_ratio * psi_same
 
     # -- scraping ------------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
@@ -684,9 +729,31 @@ class _InputLimits:
     """The reference's per-statistic bounds, precomputed as vectors for the input tests."""
 
     def __init__(
-        self, lo: np.ndarray, hi: np.ndarray, tail_rate: float, r_minus_b: tuple[float, float], means: np.ndarray
+        self,
+        lo: np.ndarray,
+        hi: np.ndarray,
+        tail_rate: float,
+        r_minus_b: tuple[float, float],
+        means: np.ndarray,
+        chroma: tuple[float, ...] | None,
+        chroma_std: tuple[float, ...] | None,
+        n_reference: int,
     ):
         self.lo, self.hi, self.tail_rate, self.r_minus_b, self.channel_means = lo, hi, tail_rate, r_minus_b, means
+        self.n_reference = n_reference
+        self.chroma: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+        self.chroma_asymmetry = 0.0
+        self.chroma_noise = 0.0
+        if chroma is not None and chroma_std is not None:
+            q = stats.smoothed(np.asarray(chroma), n_reference)
+            q_swapped = stats.swap_chroma(q)
+            self.chroma = (q, np.log(q), q_swapped, np.log(q_swapped))
+            # How unlike its own swap the reference is.
+            self.chroma_asymmetry = stats.psi_smoothed(q_swapped, q, np.log(q))
+            # For small differences PSI ≈ Σ (w − r)² / r, and the window and reference means of a bin
+            # each vary as (per-image variance) / (their image count): so PSI between two healthy
+            # samples is about chroma_noise × (1/n_window + 1/n_reference).
+            self.chroma_noise = float(np.sum(np.square(chroma_std) / q))
 
 
 def _input_limits(ref: ReferenceProfile, cfg: MonitorConfig) -> _InputLimits | None:
@@ -701,7 +768,16 @@ def _input_limits(ref: ReferenceProfile, cfg: MonitorConfig) -> _InputLimits | N
     n_ref = inputs["brightness"].n
     rb = inputs["r_minus_b"]
     means = np.array([inputs["mean_r"].mean, inputs["mean_g"].mean, inputs["mean_b"].mean])
-    return _InputLimits(lo, hi, stats.tail_rate(cfg.input_tail, n_ref), (rb.mean, rb.std), means)
+    return _InputLimits(
+        lo,
+        hi,
+        stats.tail_rate(cfg.input_tail, n_ref),
+        (rb.mean, rb.std),
+        means,
+        ref.chroma_hist,
+        ref.chroma_std,
+        n_ref,
+    )
 
 
 def _check_reference_classes(ref: ReferenceProfile, names: tuple[str, ...] | None, n_classes: int) -> None:

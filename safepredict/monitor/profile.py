@@ -125,6 +125,10 @@ def _ints(values: Iterable[Any]) -> tuple[int, ...]:
     return tuple(int(x) for x in values)
 
 
+def _optional_floats(values: Iterable[Any] | None) -> tuple[float, ...] | None:
+    return None if values is None else _floats(values)
+
+
 def _names(values: Iterable[Any] | None) -> tuple[str, ...] | None:
     return None if values is None else tuple(str(x) for x in values)
 
@@ -154,6 +158,8 @@ class ReferenceProfile:
     class_share: tuple[float, ...] = attrs.field(converter=_floats)  # mean per-image class proportions
     class_counts: tuple[int, ...] = attrs.field(converter=_ints)
     inputs: dict[str, StatSummary] | None = attrs.field(default=None, eq=False, hash=False)
+    chroma_hist: tuple[float, ...] | None = attrs.field(default=None, converter=_optional_floats)  # 5 × 5 mean
+    chroma_std: tuple[float, ...] | None = attrs.field(default=None, converter=_optional_floats)  # per-image std
     created: str = ""
     schema_version: int = SCHEMA_VERSION
 
@@ -163,6 +169,10 @@ class ReferenceProfile:
                 f"reference profile: score histograms have {len(self.candidate_score_hist)} and "
                 f"{len(self.max_score_hist)} bins, expected {self.score_bins} and {self.score_bins + 1}",
             )
+        for key in ("chroma_hist", "chroma_std"):
+            value = getattr(self, key)
+            if value is not None and len(value) != stats.CHROMA_BINS:
+                raise LockFormatError(f"reference profile: {key} has {len(value)} bins, expected {stats.CHROMA_BINS}")
         if len(self.class_share) != len(self.class_counts):
             raise LockFormatError("reference profile: class_share and class_counts differ in length")
         if self.class_names is not None and len(self.class_names) != len(self.class_counts):
@@ -221,6 +231,9 @@ class ReferenceProfile:
         data["class_names"] = None if self.class_names is None else list(self.class_names)
         for key in ("candidate_score_hist", "max_score_hist", "class_share", "class_counts"):
             data[key] = list(data[key])
+        for key in ("chroma_hist", "chroma_std"):
+            value = getattr(self, key)
+            data[key] = None if value is None else list(value)
         return data
 
     @classmethod
@@ -367,10 +380,13 @@ class ProfileBuilder:
         ]
         counts = [self._counts.get(i, 0) for i in range(n_classes)]
         inputs = None
+        chroma = chroma_std = None
         if self._inputs:
             table = np.stack(self._inputs)
             inputs = {name: StatSummary.of(table[:, i]) for i, name in enumerate(stats.INPUT_STATS)}
             inputs["r_minus_b"] = StatSummary.of(table[:, stats.MEAN_R] - table[:, stats.MEAN_B])
+            chroma = table[:, stats.CHROMA].mean(axis=0)
+            chroma_std = table[:, stats.CHROMA].std(axis=0)
         return ReferenceProfile(
             score_threshold=self.score_threshold,
             threshold_key=self.threshold_key,
@@ -389,5 +405,7 @@ class ProfileBuilder:
             class_share=share,
             class_counts=counts,
             inputs=inputs,
+            chroma_hist=chroma,
+            chroma_std=chroma_std,
             created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         )

@@ -27,6 +27,12 @@ INPUT_STATS: tuple[str, ...] = (
     "height",
     "width",
 )
+# After the named statistics, the vector holds a 5 × 5 opponent-colour histogram (see chroma_histogram).
+CHROMA_SIDE = 5
+CHROMA_BINS = CHROMA_SIDE * CHROMA_SIDE
+CHROMA = slice(len(INPUT_STATS), len(INPUT_STATS) + CHROMA_BINS)
+VECTOR_SIZE = len(INPUT_STATS) + CHROMA_BINS
+_CHROMA_GRAY = (CHROMA_SIDE // 2) * CHROMA_SIDE + CHROMA_SIDE // 2  # the bin of R = G = B
 BRIGHTNESS, CONTRAST, NOISE, COLOURFULNESS, GRAY_FRACTION, MEAN_R, MEAN_G, MEAN_B, HEIGHT, WIDTH = range(
     len(INPUT_STATS)
 )
@@ -52,7 +58,7 @@ def image_statistics(image: np.ndarray, grid: int = 64) -> np.ndarray:
             found=arr.shape,
         )
     h, w, channels = arr.shape
-    out = np.zeros(len(INPUT_STATS), dtype=np.float64)
+    out = np.zeros(VECTOR_SIZE, dtype=np.float64)
     out[HEIGHT], out[WIDTH] = h, w
     if h == 0 or w == 0:
         return out
@@ -93,6 +99,7 @@ def image_statistics(image: np.ndarray, grid: int = 64) -> np.ndarray:
         dg = g - np.float32(means[green])
         out[NOISE] = float(second @ ones(n)) / n / (math.sqrt(float(dg @ dg) / n) + 1.0)
     if channels == 3:
+        out[CHROMA] = chroma_histogram(flat)
         rg = np.abs(flat[0] - flat[1])
         gb = np.abs(flat[1] - flat[2])
         unit = ones(n)
@@ -102,7 +109,33 @@ def image_statistics(image: np.ndarray, grid: int = 64) -> np.ndarray:
     else:
         out[GRAY_FRACTION] = 1.0
         out[MEAN_R] = out[MEAN_G] = out[MEAN_B] = means[0]
+        out[len(INPUT_STATS) + _CHROMA_GRAY] = 1.0
     return out
+
+
+def chroma_histogram(flat: np.ndarray, step: int = 4) -> np.ndarray:
+    """Proportions of pixels over a 5 × 5 grid of opponent colours (R − G) × (B − G), row-major.
+
+    Each axis has bins < −48, −48..−16, −16..16, 16..48, ≥ 48 levels. Swapping red and blue swaps
+    the two axes, so the histogram of a BGR image is the transpose of its RGB histogram: the
+    reference's transpose is what a swapped stream would look like, at no extra cost. Every
+    ``step``-th grid pixel is used (about 1000): colour is a population property of the window.
+    """
+    g = flat[1, ::step]
+    q = np.empty((2, g.size), dtype=np.float32)
+    np.subtract(flat[0, ::step], g, out=q[0])
+    np.subtract(flat[2, ::step], g, out=q[1])
+    q *= 1.0 / 32.0
+    q += 2.5
+    np.maximum(q, 0.0, out=q)
+    np.minimum(q, CHROMA_SIDE - 0.5, out=q)
+    idx = q.astype(np.intp)
+    return np.bincount(idx[0] * CHROMA_SIDE + idx[1], minlength=CHROMA_BINS) / g.size
+
+
+def swap_chroma(hist: np.ndarray) -> np.ndarray:
+    """The opponent-colour histogram of the same pixels with red and blue swapped (the transpose)."""
+    return np.asarray(hist).reshape(CHROMA_SIDE, CHROMA_SIDE).T.reshape(-1)
 
 
 @lru_cache(maxsize=64)

@@ -19,6 +19,7 @@ from safepredict.detections import Detections
 
 IMAGE_FAULTS = ("noise", "low_contrast", "dark", "grayscale", "swap_channels")
 OUTPUT_FAULTS = ("nan", "collapse", "takeover", "constant")
+_PALETTE = ((215, 45, 40), (40, 55, 220), (220, 210, 45))  # red, blue, yellow
 
 
 @attrs.frozen(kw_only=True)
@@ -32,6 +33,9 @@ class SyntheticStream:
     empty_rate: float = 0.2  # images with no real object (they still have background candidates)
     background_candidates: float = 20.0  # mean number of low-scoring candidates per image
     faults: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    # Gray backgrounds and red, blue and yellow objects: red and blue balance out on average, so only
+    # the colour histogram (yellow turns cyan) tells a swapped channel order.
+    balanced_colours: bool = False
 
     def __attrs_post_init__(self) -> None:
         unknown = set(self.faults) - set(IMAGE_FAULTS) - set(OUTPUT_FAULTS)
@@ -50,7 +54,10 @@ class SyntheticStream:
 
     def _image(self, rng: np.random.Generator) -> np.ndarray:
         h, w = self.height, self.width
-        base = rng.normal((140.0, 118.0, 88.0), 14.0)
+        if self.balanced_colours:
+            base = np.full(3, rng.normal(90.0, 14.0)) + rng.normal(0.0, 3.0, 3)
+        else:
+            base = rng.normal((140.0, 118.0, 88.0), 14.0)
         ramp = np.linspace(-1.0, 1.0, w, dtype=np.float32)[None, :, None] * rng.normal(0.0, 12.0)
         img = np.empty((h, w, 3), dtype=np.float32)
         img[:] = base.astype(np.float32)
@@ -58,7 +65,11 @@ class SyntheticStream:
         for _ in range(rng.integers(1, 4)):
             y, x = rng.integers(0, h - 16), rng.integers(0, w - 16)
             dy, dx = rng.integers(10, h // 2), rng.integers(10, w // 2)
-            img[y : y + dy, x : x + dx] = base + rng.normal(0.0, 45.0, 3)
+            if self.balanced_colours:
+                colour = np.array(_PALETTE[rng.integers(0, len(_PALETTE))]) + rng.normal(0.0, 10.0, 3)
+            else:
+                colour = base + rng.normal(0.0, 45.0, 3)
+            img[y : y + dy, x : x + dx] = colour
         mean = img.mean()
         img = (img - mean) * rng.uniform(0.8, 1.25) + mean
         img += rng.normal(0.0, 3.0, img.shape).astype(np.float32)
