@@ -299,3 +299,10 @@ for call in (lambda: load_checkpoint({str(checkpoint)!r}), lambda: read_contract
 """
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.split() == ["named", "named"]
+
+
+def test_class_names_of_a_dataset_class_without_metainfo_override() -> None:
+    contract = read_contract(mmdet_config("faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py"))
+    assert contract.class_names is not None and len(contract.class_names) == 80
+    assert contract.class_names[:3] == ("person", "bicycle", "car")
+    assert contract.notes["class_names"].startswith("CocoDataset.METAINFO['classes']")

@@ -289,7 +289,28 @@ def _class_names(cfg: Any, data: Mapping[str, Any] | None) -> tuple[tuple[str, .
         classes = _get(_get(dataset, "metainfo"), "classes")
         if classes:
             return tuple(classes), f"{loader}.dataset.metainfo.classes"
+    for loader in ("train_dataloader", "test_dataloader"):
+        dataset = _get(cfg.get(loader), "dataset")
+        while isinstance(dataset, Mapping) and "dataset" in dataset:
+            dataset = dataset["dataset"]
+        kind = _get(dataset, "type")
+        if isinstance(kind, str):
+            classes = _dataset_class_default(kind)
+            if classes:
+                # No metainfo override: the data set class trained on its own classes.
+                return classes, f"{kind}.METAINFO['classes'] ({loader}.dataset.type, no metainfo override)"
     return None, "(no class names in the checkpoint meta or the config's metainfo)"
+
+
+def _dataset_class_default(kind: str) -> tuple[str, ...] | None:
+    try:
+        import mmdet.datasets  # noqa: F401 - registers the data set classes
+        from mmdet.registry import DATASETS
+    except ImportError:
+        return None
+    cls = DATASETS.get(kind)
+    classes = getattr(cls, "METAINFO", {}).get("classes") if cls is not None else None
+    return tuple(classes) if classes else None
 
 
 def _contract(cfg: Any, source: str, data: Mapping[str, Any] | None) -> TrainingContract:
