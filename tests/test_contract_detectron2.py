@@ -269,6 +269,7 @@ def test_lazyconfig_is_read_through_lazyconfig_load() -> None:
     assert (contract.score_threshold, contract.nms_iou, contract.max_detections) == (0.05, 0.5, 100)
     assert contract.depth == 50 and contract.num_classes == 80
     assert contract.keys["score_threshold"] == "model.test_score_thresh"
+    assert contract.class_names is not None and contract.class_names[0] == "person"  # coco_2017_val's metadata
     assert "default of RetinaNet" in contract.notes["nms_iou"]
 
 

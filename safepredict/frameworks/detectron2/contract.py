@@ -271,12 +271,28 @@ def _yacs_contract(cfg: Any, source: str, checkpoint: dict[str, Any] | None) -> 
 
 
 def _class_names(cfg: Any) -> tuple[tuple[str, ...] | None, str]:
-    """Class names from the metadata of DATASETS.TEST[0], where this process registered it.
+    return _catalog_class_names(list(getattr(cfg.DATASETS, "TEST", ())) + list(getattr(cfg.DATASETS, "TRAIN", ())))
+
+
+def _lazy_dataset_names(cfg: Any) -> list[str]:
+    names: list[str] = []
+    for split in ("test", "train"):
+        node = cfg.dataloader.get(split)
+        dataset = node.get("dataset") if node is not None else None
+        value = dataset.get("names") if dataset is not None and hasattr(dataset, "get") else None
+        if isinstance(value, str):
+            names.append(value)
+        elif value is not None:
+            names.extend(str(v) for v in value)
+    return names
+
+
+def _catalog_class_names(datasets: list[str]) -> tuple[tuple[str, ...] | None, str]:
+    """Class names from the metadata of the first data set this process registered.
 
     A Detectron2 config holds dataset *names* only; the names of the classes live in
     ``MetadataCatalog``, which is filled by whoever registers the data set.
     """
-    datasets = list(getattr(cfg.DATASETS, "TEST", ())) + list(getattr(cfg.DATASETS, "TRAIN", ()))
     try:
         from detectron2.data import MetadataCatalog
     except ImportError:
@@ -439,6 +455,7 @@ def _lazy_contract(cfg: Any, source: str, checkpoint: dict[str, Any] | None) -> 
         max_det, keys["max_detections"] = _arg(model, "max_detections_per_image", "model", notes, "max_detections")
     notes["heads"] = "model.roi_heads.mask_head / keypoint_head"
 
+    class_names, notes["class_names"] = _catalog_class_names(_lazy_dataset_names(cfg))
     progress = None
     max_iter = cfg.get("train", {}).get("max_iter") if hasattr(cfg, "get") else None
     if checkpoint is not None and "iteration" in checkpoint:
@@ -456,7 +473,7 @@ def _lazy_contract(cfg: Any, source: str, checkpoint: dict[str, Any] | None) -> 
         nms_iou=nms,
         max_detections=max_det,
         num_classes=num_classes,
-        class_names=None,
+        class_names=class_names,
         meta_architecture=meta,
         backbone=backbone,
         depth=depth,
