@@ -9,6 +9,8 @@ mistake is a modified copy of that file. Checkpoints are written by Detectron2's
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -281,10 +283,12 @@ def test_lazyconfig_difference_is_found(tmp_path: Path) -> None:
     cfg = LazyConfig.load(source)
     cfg.model.roi_heads.box_predictor.test_score_thresh = 0.9
     cfg.dataloader.test.mapper.augmentations[0].short_edge_length = 640
+    cfg.dataloader.test.mapper.augmentations[0].interp = 3  # PIL's BICUBIC
     saved = tmp_path / "lazy.yaml"
     LazyConfig.save(cfg, str(saved))
     found = {d.key: d for d in diff(read_contract(source), read_contract(saved))}
-    assert set(found) == {"score_threshold", "resize.min_size"}
+    assert set(found) == {"score_threshold", "resize.min_size", "resize.interpolation"}
+    assert (found["resize.interpolation"].training, found["resize.interpolation"].inference) == ("bilinear", "bicubic")
     assert found["score_threshold"].framework_key == "model.roi_heads.box_predictor.test_score_thresh"
     assert (found["resize.min_size"].training, found["resize.min_size"].inference) == ((800,), (640,))
 
@@ -366,3 +370,19 @@ def test_unregistered_backbone_is_a_config_error_naming_it(run_dir: Path, tmp_pa
     with pytest.raises(ConfigError, match="build_my_project_backbone") as info:
         read_contract(path)
     assert "registers build_my_project_backbone" in str(info.value.fix)
+
+
+def test_without_detectron2_the_error_names_what_to_install(run_dir: Path) -> None:
+    code = f"""
+import sys
+sys.modules["detectron2"] = None  # a process where Detectron2 is not installed
+from safepredict.contract import discover
+from safepredict.errors import FrameworkNotInstalled
+try:
+    discover({str(run_dir / "model_final.pth")!r})
+except FrameworkNotInstalled as error:
+    assert "detectron2" in str(error) and "install Detectron2" in error.fix, error
+    print("named")
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["named"]

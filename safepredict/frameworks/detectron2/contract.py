@@ -356,6 +356,14 @@ def _arg(node: Any, name: str, path: str, notes: dict[str, str] | None = None, f
     return param.default, key
 
 
+# PIL's resampling filters by value (Image.Resampling), as Detectron2's transforms take them.
+_PIL_FILTERS = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "box", 5: "hamming"}
+
+
+def _pil_filter(value: Any) -> str:
+    return _PIL_FILTERS.get(int(value), str(value)) if value is not None else "bilinear"
+
+
 def _lazy_resize(augmentations: Any, path: str) -> tuple[ResizePolicy, dict[str, str], tuple[str, ...]]:
     names = tuple(_target_name(a) for a in augmentations)
     keys: dict[str, str] = {}
@@ -373,13 +381,15 @@ def _lazy_resize(augmentations: Any, path: str) -> tuple[ResizePolicy, dict[str,
             keys["resize.min_size"] = f"{where}.short_edge_length"
             keys["resize.max_size"] = f"{where}.max_size"
             keys["resize.sample_style"] = f"{where}.sample_style"
+            keys["resize.interpolation"] = f"{where}.interp"
+            interp, _ = _arg(aug, "interp", where)
             return (
                 ResizePolicy(
                     kind="shortest_edge",
                     min_size=sizes,
                     max_size=None if max_size is None or max_size >= 2**31 else int(max_size),
                     keep_ratio=True,
-                    interpolation="bilinear",
+                    interpolation=_pil_filter(interp),
                     backend="PIL",
                     sample_style="choice" if len(sizes) == 1 else style,
                 ),
@@ -391,7 +401,11 @@ def _lazy_resize(augmentations: Any, path: str) -> tuple[ResizePolicy, dict[str,
             h, w = (shape, shape) if isinstance(shape, int) else tuple(shape)
             keys["resize.kind"] = f"{where}._target_"
             keys["resize.scale"] = f"{where}.shape"
-            policy = ResizePolicy(kind="fixed", scale=(w, h), keep_ratio=False, interpolation="bilinear", backend="PIL")
+            keys["resize.interpolation"] = f"{where}.interp"
+            interp, _ = _arg(aug, "interp", where)
+            policy = ResizePolicy(
+                kind="fixed", scale=(w, h), keep_ratio=False, interpolation=_pil_filter(interp), backend="PIL"
+            )
             return policy, keys, names
     keys["resize.kind"] = path
     return ResizePolicy(kind="none"), keys, names
