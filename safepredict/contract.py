@@ -649,7 +649,7 @@ def check_training_config(training: TrainingContract) -> tuple[Discrepancy, ...]
                     )
                 )
     other = "BGR" if training.input_format == "RGB" else "RGB"
-    if training.pixel_mean and not _close(_IMAGENET_MEAN[training.input_format], _IMAGENET_MEAN[other]):
+    if training.pixel_mean:
         if _close(training.pixel_mean, _IMAGENET_MEAN[other]):
             found.append(
                 _trap(
