@@ -254,12 +254,13 @@ def describe_run(run: Run, threshold: float) -> str:
     )
 
 
-def clearly_better(a: Run, b: Run) -> bool:
+def clearly_better(a: Run, b: Run, *, more_objects: bool = True) -> bool:
     """Whether the model is clearly more sure of itself on pipeline ``a`` than on ``b`` (at ``b``'s threshold).
 
     Sure means one of: a mean best score higher by :data:`CONFIDENCE_MARGIN`; a mean class margin
     higher by as much (the model stops hesitating between classes) while finding about as many
-    objects; or a quarter more objects at no lower best score.
+    objects; or, unless ``more_objects`` is False, a quarter more objects at no lower best score.
+    (The resize probe turns the last one off: an enlarged image always yields more small boxes.)
     """
     t = b.threshold
     oa, ob = len(a.objects(t)), len(b.objects(t))
@@ -268,7 +269,7 @@ def clearly_better(a: Run, b: Run) -> bool:
         return True
     if a.class_margin(t) - b.class_margin(t) >= CONFIDENCE_MARGIN and oa >= (1 - DETECTION_MARGIN) * ob and top > -0.02:
         return True
-    return oa >= ob * (1 + DETECTION_MARGIN) + 1 and top >= 0.0
+    return more_objects and oa >= ob * (1 + DETECTION_MARGIN) + 1 and top >= 0.0
 
 
 # --------------------------------------------------------------------------- predictors
@@ -506,7 +507,9 @@ def resize_probe(make: Any, images: Sequence[LoadedImage], base: Run, contract: 
         curve.append({"size": size, "factor": factor, **run.summary(base.threshold)})
     curve.sort(key=lambda point: point["size"])
     better = [
-        (run, point) for run, point in zip(runs, curve_points(curve, runs), strict=True) if clearly_better(run, base)
+        (run, point)
+        for run, point in zip(runs, curve_points(curve, runs), strict=True)
+        if clearly_better(run, base, more_objects=False)
     ]
     best = max(better, key=lambda pair: (pair[0].class_margin(base.threshold), pair[0].mean_top), default=None)
     text = "; ".join(
