@@ -94,6 +94,10 @@ def test_healthy_model_exits_zero_with_information_only(healthy):
     assert norm.data["effect"]["agreement"] < 1.0  # ImageNet statistics do change this model's outputs
     resize = healthy.by_code("probe.resize")[0]
     assert [p["size"] for p in resize.data["curve"]] == [56, 84, 112, 168, 224]
+    text = healthy.describe()
+    assert text.splitlines()[1] == "0 errors, 0 warnings, 4 infos"
+    assert "docs: docs/diagnose.md#probe-channel_order" in text
+    json.dumps(healthy.to_json())  # plain JSON, no numpy values
 
 
 def test_probe_timings_stay_affordable(healthy):
@@ -126,6 +130,9 @@ def test_imagenet_mean_std_is_the_top_finding(d2_fixture, tmp_path, capsys):
     assert "MODEL.PIXEL_MEAN" in top["title"] and "MODEL.PIXEL_STD" in top["title"]
     assert top["impact"] > 0.05
     assert {d["key"] for d in top["data"]["discrepancies"]} == {"pixel_mean", "pixel_std"}
+    # The user's whole pipeline (their mean/std forced through overrides=) is what the report draws.
+    yours = result["probes"]["your_pipeline"]
+    assert yours["label"] == "your config" and yours["effect"]["agreement"] == pytest.approx(1 - top["impact"])
 
 
 def test_overridden_test_size_is_the_top_finding(d2_fixture, tmp_path, capsys):
