@@ -1,4 +1,4 @@
-"""The monitor on a real model: the Detectron2 fixture's predictions on fresh images of its data set.
+"""The monitor on real models: each framework fixture's predictions on fresh images of its data set.
 
 The reference profile is captured on 200 images, then streams are replayed through the monitor:
 500 healthy images (no finding allowed), the same predictions cut at a too-high threshold, and
@@ -39,11 +39,12 @@ def _grayscale(img: np.ndarray) -> np.ndarray:
     return np.repeat(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)[:, :, None], 3, axis=2)
 
 
-@pytest.fixture(scope="module")
-def recorded(d2_fixture, tmp_path_factory) -> dict:
+@pytest.fixture(scope="module", params=["d2_fixture", "mmdet_fixture"], ids=["detectron2", "mmdet"])
+def recorded(request, tmp_path_factory) -> dict:
     from safepredict.predictor import SafePredictor
 
-    p = SafePredictor.from_checkpoint(d2_fixture.checkpoint, monitor=False, class_names=d2_fixture.class_names)
+    fixture = request.getfixturevalue(request.param)
+    p = SafePredictor.from_checkpoint(fixture.checkpoint, monitor=False, class_names=fixture.class_names)
     root = tmp_path_factory.mktemp("monitor-images")
 
     def images(seed: int, n: int) -> list[Path]:
@@ -98,7 +99,7 @@ def _replay(
 
 
 def test_the_profile_describes_the_model(profile, recorded):
-    assert profile.n_images == 200 and profile.threshold_key == "MODEL.ROI_HEADS.SCORE_THRESH_TEST"
+    assert profile.n_images == 200 and profile.threshold_key == recorded["predictor"].threshold_key
     assert profile.class_names == recorded["predictor"].class_names
     assert profile.max_score.quantile(0.5) > 0.9  # a well-trained fixture
     assert profile.inputs is not None and profile.chroma_hist is not None
@@ -115,10 +116,11 @@ def test_too_high_threshold_is_advised(recorded, profile):
     codes = {f.code for f in findings}
     assert {"monitor.threshold_mismatch", "monitor.empty_streak", "monitor.empty_rate"} <= codes
     streak = next(f for f in findings if f.code == "monitor.empty_streak")
-    assert "MODEL.ROI_HEADS.SCORE_THRESH_TEST" in streak.message and streak.evidence["candidates_below"] > 0
+    key = recorded["predictor"].threshold_key
+    assert key and key in streak.message and streak.evidence["candidates_below"] > 0
     alone = _replay(recorded, recorded["healthy"][:50], None, threshold=0.999)
     assert alone and alone[0].code == "monitor.all_below_threshold"
-    assert "MODEL.ROI_HEADS.SCORE_THRESH_TEST" in alone[0].message
+    assert key in alone[0].message
 
 
 @pytest.mark.parametrize(
