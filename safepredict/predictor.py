@@ -87,6 +87,21 @@ def _clone(cfg: Any) -> Any:
     return copy.deepcopy(cfg)
 
 
+def _config_shaped(training: TrainingContract, field: str, value: Any) -> Any:
+    """A contract-shaped override value in the shape the config key holds.
+
+    mmcv's ``Resize`` keeps one ``scale`` (long, short) for what the contract splits into
+    ``resize.min_size``/``resize.max_size`` (with ``keep_ratio``: short edge <= min, long edge <= max).
+    """
+    if training.framework == "mmdet" and field in ("resize.min_size", "resize.max_size"):
+        short = min(training.resize.scale or (0, 0))
+        long_ = max(training.resize.scale or (0, 0))
+        given = int(value[0] if isinstance(value, (tuple, list)) else value)
+        short, long_ = (given, max(long_, given)) if field == "resize.min_size" else (min(short, given), given)
+        return (long_, short)
+    return value
+
+
 def _effective_config(
     artifact: TrainingArtifact, overrides: Mapping[str, Any] | None
 ) -> tuple[Any, TrainingContract, tuple[Discrepancy, ...]]:
@@ -123,7 +138,7 @@ def _effective_config(
     for field, value in (overrides or {}).items():
         key = training.key(field)
         try:
-            set_config_value(cfg, key, value)
+            set_config_value(cfg, key, _config_shaped(training, field, value))
         except (KeyError, IndexError, TypeError, ValueError) as exc:
             raise InputError(
                 f"cannot override {field!r}: the training config has no settable key {key!r} ({exc})",

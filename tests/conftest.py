@@ -23,6 +23,8 @@ def _torch_threads() -> None:
     2-thread forward 10-20x slower; SAFEPREDICT_TORCH_THREADS changes it."""
     import os
 
-    import torch
-
+    try:
+        import torch
+    except ImportError:  # the pure-numpy tests (lock, monitor) do not need it
+        return
     torch.set_num_threads(int(os.environ.get("SAFEPREDICT_TORCH_THREADS", "1")))

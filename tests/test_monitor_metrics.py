@@ -43,7 +43,8 @@ def test_prometheus_text_exposition():
 
 
 def test_prometheus_client_collector():
-    prometheus_client = pytest.importorskip("prometheus_client")
+    import prometheus_client  # installed by scripts/requirements-test.txt: a missing one is a failure
+
     registry = prometheus_client.CollectorRegistry()
     registry.register(PrometheusCollector(_monitor()))
     assert registry.get_sample_value("safepredict_monitor_images_total") == 33
