@@ -48,7 +48,8 @@ def _by_image(results: list[dict]) -> dict:
 
 def test_predict_writes_coco_results_equal_to_safepredictor(d2_fixture, predictor, folder, tmp_path, capsys):
     out = tmp_path / "preds.json"
-    assert main(["predict", str(d2_fixture.checkpoint), str(folder), "--out", str(out)]) == 0
+    names = ",".join(d2_fixture.class_names)
+    assert main(["predict", str(d2_fixture.checkpoint), str(folder), "--out", str(out), "--class-names", names]) == 0
     err = capsys.readouterr().err
     results = json.loads(out.read_text())
     expected = _expected(predictor, folder)
@@ -63,6 +64,7 @@ def test_predict_writes_coco_results_equal_to_safepredictor(d2_fixture, predicto
     assert not (tmp_path / ("preds.json" + PROGRESS_SUFFIX)).exists()
     assert f"{N}/{N}" in err  # the progress bar, on stderr
     assert f"monitor: {N} image(s) watched" in err and "findings:" in err
+    assert "by class: red " in err  # the names given on the command line
 
 
 def test_coco_gt_ids_give_the_evaluators_ap(d2_fixture, predictor, tmp_path):

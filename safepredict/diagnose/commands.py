@@ -46,11 +46,25 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--recursive", action="store_true", help="also take images from subfolders")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1")
     parser.add_argument(
+        "--class-names",
+        type=_names,
+        default=None,
+        metavar="A,B,...",
+        help="class names, comma-separated, for a checkpoint whose training artifact records none",
+    )
+    parser.add_argument(
         "--threads",
         type=int,
         default=None,
         help="torch intra-op threads on the CPU (default: torch's choice; 1 is often fastest on a busy machine)",
     )
+
+
+def _names(text: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(","))
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"empty class name in {text!r}")
+    return names
 
 
 def _set_threads(args: argparse.Namespace) -> None:
@@ -133,6 +147,7 @@ def _diagnose(args: argparse.Namespace) -> int:
         max_images=args.max_images,
         recursive=args.recursive,
         probes=not args.no_probes,
+        class_names=args.class_names,
     )
     if args.report is not None:
         path = write_report(result, args.report)
@@ -281,6 +296,7 @@ def _run_job(args: argparse.Namespace, job: _Job, quiet: bool) -> int:
         overrides=overrides,
         lock=args.lock,
         reference=args.reference,
+        class_names=args.class_names,
     )
     todo = [(n, p) for n, p in job.images if n not in done]
     resumed = len(job.images) - len(todo)
