@@ -100,6 +100,22 @@ def test_healthy_model_exits_zero_with_information_only(healthy):
     json.dumps(healthy.to_json())  # plain JSON, no numpy values
 
 
+def test_threshold_advisor_on_the_real_candidates(healthy):
+    """The advisor on the training pipeline's real candidates, asked about a threshold above them."""
+    from safepredict.diagnose.probes import threshold_probe
+
+    base = healthy.views[0]
+    tops = base.top_scores()
+    too_high = float(tops.max()) + 1e-4
+    (finding,) = threshold_probe(base, too_high, "MODEL.ROI_HEADS.SCORE_THRESH_TEST").findings
+    assert (finding.severity, finding.subject) == ("warning", "score_threshold"), finding.describe()
+    assert finding.data["empty_images_with_candidates"] == len(tops)
+    suggested = float(finding.fix.split("a threshold of ")[1].split(" ")[0])
+    assert suggested <= float(tops.min())  # keeps every image's best candidate
+    (fine,) = threshold_probe(base, base.threshold, "MODEL.ROI_HEADS.SCORE_THRESH_TEST").findings
+    assert fine.severity == "info"
+
+
 def test_probe_timings_stay_affordable(healthy):
     # 2 shared CPU cores: each probe on 8 small images must stay well under a minute.
     assert set(healthy.timings) >= {"load", "training pipeline", "channel order", "normalisation", "resize"}
