@@ -367,7 +367,7 @@ class SafePredictor:
             max_epochs=getattr(progress, "max_epochs", None),
         )
         if hint is not None:
-            warn(hint.message, code=hint.code, **hint.evidence)
+            hint.emit()
 
     def _make_monitor(self, reference: Any) -> Any:
         from safepredict.monitor import Monitor, ReferenceProfile

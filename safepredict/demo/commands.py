@@ -25,7 +25,7 @@ def register(sub: Any) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--images", type=int, default=24, help="validation images to run (default 24)")
+    parser.add_argument("--images", type=int, default=8, help="validation images to run (default 8)")
     parser.set_defaults(func=run)
 
 
@@ -48,6 +48,9 @@ def run(args: argparse.Namespace) -> int:
     from safepredict.predictor import SafePredictor
 
     started = time.monotonic()
+    # The frameworks' own deprecation chatter (torch.jit, meshgrid) would bury the demo's point.
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.")
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.")
     print("1/3 the model: Faster R-CNN R-18 FPN trained with Detectron2's DefaultTrainer on generated data")
     fixture = get_fixture("detectron2")
     print(f"    {fixture.checkpoint} (val AP50 {fixture.ap50:.1f} with Detectron2's COCOEvaluator)")
