@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import abc
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import attrs
 import numpy as np
 
+from safepredict._logging import warn
 from safepredict.detections import Detections
+from safepredict.errors import CheckpointMismatchError
 from safepredict.images import LoadedImage
 
 # Candidates are kept down to this score (or the threshold, if lower) so the monitor can see a
@@ -94,6 +96,33 @@ def summarize_problems(problems: list[KeyProblem], limit: int = 6) -> str:
     if len(problems) > limit:
         lines.append(f"  ... and {len(problems) - limit} more")
     return "\n".join(lines)
+
+
+def enforce_fit(
+    model_state: Mapping[str, Any],
+    weights: Mapping[str, Any],
+    checkpoint: Path,
+    *,
+    strict: bool,
+    explain: Callable[[list[KeyProblem]], str],
+) -> None:
+    """Refuse (``strict``) or warn about a checkpoint whose parameters do not fit the model.
+
+    ``explain`` turns the key problems into words for this framework ("checkpoint has 3
+    classes, config has 80: set ...").
+    """
+    problems = compare_state_dicts(model_state, weights)
+    if not problems:
+        return
+    meaning = explain(problems)
+    message = (
+        f"checkpoint {checkpoint} does not fit the model the config builds: {meaning}\n{summarize_problems(problems)}"
+    )
+    if strict:
+        raise CheckpointMismatchError(
+            message, expected="every parameter of the model", found=problems, source=str(checkpoint), fix=meaning
+        )
+    warn(message + "\n(strict=False: mismatched parameters keep random weights)", code="checkpoint.mismatch")
 
 
 @attrs.frozen(eq=False)

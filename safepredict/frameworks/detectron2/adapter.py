@@ -8,25 +8,22 @@ normalisation (``MODEL.PIXEL_MEAN``/``PIXEL_STD``) and padding (backbone size di
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from safepredict._logging import warn
 from safepredict.detections import Detections
-from safepredict.errors import CheckpointMismatchError, FrameworkNotInstalled
+from safepredict.errors import FrameworkNotInstalled
 from safepredict.frameworks.base import (
     CANDIDATE_SCORE_FLOOR,
     Adapter,
     KeyProblem,
     RawResult,
-    compare_state_dicts,
+    enforce_fit,
     resnet_blocks,
     resnet_depth,
     split_final,
-    summarize_problems,
 )
 from safepredict.images import LoadedImage
 
@@ -108,22 +105,13 @@ class Detectron2Adapter(Adapter):
         state = checkpoint_state if checkpoint_state is not None else load_checkpoint(checkpoint)
         weights = state.get("model", state)
         weights = {k.removeprefix("module."): v for k, v in weights.items()}
-        problems = compare_state_dicts(self.model.state_dict(), weights)
-        if problems:
-            meaning = explain_mismatch(cfg, problems, weights)
-            message = (
-                f"checkpoint {checkpoint} does not fit the model the config builds: {meaning}\n"
-                f"{summarize_problems(problems)}"
-            )
-            if strict:
-                raise CheckpointMismatchError(
-                    message,
-                    expected="every parameter of the model",
-                    found=problems,
-                    source=str(checkpoint),
-                    fix=meaning,
-                )
-            warn(message + "\n(strict=False: mismatched parameters keep random weights)", code="checkpoint.mismatch")
+        enforce_fit(
+            self.model.state_dict(),
+            weights,
+            checkpoint,
+            strict=strict,
+            explain=lambda problems: explain_mismatch(cfg, problems, weights),
+        )
         # Detectron2's own loader (prefix handling, ndarray conversion); its warnings are now ours.
         DetectionCheckpointer(self.model).load(str(checkpoint))
 
@@ -131,7 +119,6 @@ class Detectron2Adapter(Adapter):
         self.threshold_key, self.score_threshold = self._threshold()
         self._lower_threshold()
         self._torch = torch
-        self._lock = threading.Lock()
 
     def _threshold(self) -> tuple[str, float]:
         if self.cfg.MODEL.META_ARCHITECTURE == "RetinaNet":

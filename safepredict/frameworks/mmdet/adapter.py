@@ -13,19 +13,17 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from safepredict._logging import warn
 from safepredict.detections import Detections
-from safepredict.errors import CheckpointMismatchError, FrameworkNotInstalled
+from safepredict.errors import FrameworkNotInstalled
 from safepredict.frameworks.base import (
     CANDIDATE_SCORE_FLOOR,
     Adapter,
     KeyProblem,
     RawResult,
-    compare_state_dicts,
+    enforce_fit,
     resnet_blocks,
     resnet_depth,
     split_final,
-    summarize_problems,
 )
 from safepredict.images import LoadedImage
 
@@ -108,22 +106,13 @@ class MMDetAdapter(Adapter):
         state = checkpoint_state if checkpoint_state is not None else load_checkpoint(checkpoint)
         weights = state.get("state_dict", state)
         weights = {k.removeprefix("module."): v for k, v in weights.items()}
-        problems = compare_state_dicts(self.model.state_dict(), weights)
-        if problems:
-            meaning = explain_mismatch(cfg, problems, weights)
-            message = (
-                f"checkpoint {checkpoint} does not fit the model the config builds: {meaning}\n"
-                f"{summarize_problems(problems)}"
-            )
-            if strict:
-                raise CheckpointMismatchError(
-                    message,
-                    expected="every parameter of the model",
-                    found=problems,
-                    source=str(checkpoint),
-                    fix=meaning,
-                )
-            warn(message + "\n(strict=False: mismatched parameters keep random weights)", code="checkpoint.mismatch")
+        enforce_fit(
+            self.model.state_dict(),
+            weights,
+            checkpoint,
+            strict=strict,
+            explain=lambda problems: explain_mismatch(cfg, problems, weights),
+        )
         load_state_dict(self.model, weights, strict=False)
         self.model.eval()
 
