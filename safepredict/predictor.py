@@ -247,8 +247,8 @@ class SafePredictor:
         self._check_progress()
         self.monitor = self._make_monitor(reference) if monitor else None
         self._lock_path = Path(lock) if lock is not None else None
-        if replay:
-            self.replay()
+        # The golden replay's report (drift is also logged as monitor.replay_drift), or None.
+        self.replay_report = self.replay() if replay else None
 
     # ------------------------------------------------------------------ constructors
     @classmethod
