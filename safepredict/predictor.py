@@ -15,9 +15,9 @@ the user's inference settings and training:
 from __future__ import annotations
 
 import copy
+import importlib
 import logging
 import os
-import re
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -39,67 +39,10 @@ __all__ = ["SafePredictor"]
 _HONOURED = {"score_threshold", "nms_iou", "max_detections"}
 
 
-def _coerce(value: Any, existing: Any) -> Any:
-    """``value`` in the shape the config holds at that key (int vs 1-tuple, list vs tuple)."""
-    if isinstance(existing, bool) or existing is None:
-        return value
-    if isinstance(existing, int) and isinstance(value, (tuple, list)):
-        return int(value[0])
-    if isinstance(existing, (int, float)) and isinstance(value, (int, float)):
-        return type(existing)(value)
-    if isinstance(existing, tuple) and isinstance(value, (tuple, list)):
-        return tuple(value)
-    if isinstance(existing, list) and isinstance(value, (tuple, list)):
-        return list(value)
-    return value
-
-
-def _path_parts(key: str) -> list[str]:
-    return [p for p in re.split(r"\.|\[(\d+)\]", key) if p]
-
-
-def set_config_value(cfg: Any, key: str, value: Any) -> None:
-    """Set ``key`` (``A.B.C``, ``a.b[1].c`` or ``a.b.1.c``) in a yacs CfgNode or an mmengine Config."""
-    parts = _path_parts(key)
-    node = cfg
-    for part in parts[:-1]:
-        node = node[int(part)] if isinstance(node, list) else node[part]
-    last = parts[-1]
-    if last in ("bgr_to_rgb", "rgb_to_bgr") and isinstance(value, str):
-        # mmdet keeps the contract's colour order as a flag: the loader hands BGR, the flag converts.
-        value = (value.upper() == "RGB") == (last == "bgr_to_rgb")
-    frozen = hasattr(cfg, "is_frozen") and cfg.is_frozen()
-    if frozen:
-        cfg.defrost()
-    try:
-        if isinstance(node, list):
-            node[int(last)] = _coerce(value, node[int(last)])
-        else:
-            node[last] = _coerce(value, node.get(last) if hasattr(node, "get") else None)
-    finally:
-        if frozen:
-            cfg.freeze()
-
-
 def _clone(cfg: Any) -> Any:
     if hasattr(cfg, "clone"):
         return cfg.clone()
     return copy.deepcopy(cfg)
-
-
-def _config_shaped(training: TrainingContract, field: str, value: Any) -> Any:
-    """A contract-shaped override value in the shape the config key holds.
-
-    mmcv's ``Resize`` keeps one ``scale`` (long, short) for what the contract splits into
-    ``resize.min_size``/``resize.max_size`` (with ``keep_ratio``: short edge <= min, long edge <= max).
-    """
-    if training.framework == "mmdet" and field in ("resize.min_size", "resize.max_size"):
-        short = min(training.resize.scale or (0, 0))
-        long_ = max(training.resize.scale or (0, 0))
-        given = int(value[0] if isinstance(value, (tuple, list)) else value)
-        short, long_ = (given, max(long_, given)) if field == "resize.min_size" else (min(short, given), given)
-        return (long_, short)
-    return value
 
 
 def _effective_config(
@@ -107,6 +50,7 @@ def _effective_config(
 ) -> tuple[Any, TrainingContract, tuple[Discrepancy, ...]]:
     """The training config with the user's honoured post-processing values and explicit overrides."""
     training = artifact.training_contract
+    apply = importlib.import_module(f"safepredict.frameworks.{artifact.framework}.adapter").apply_setting
     cfg = _clone(artifact.training_cfg)
     applied = training
     for d in artifact.discrepancies:
@@ -116,7 +60,7 @@ def _effective_config(
         if overrides and d.key in overrides:
             continue  # reported below, as an override
         if d.key in _HONOURED:
-            set_config_value(cfg, training.key(d.key), d.inference)
+            apply(cfg, training, d.key, d.inference)
             applied = applied.with_overrides({d.key: d.inference}, source=d.inference_source or "inference config")
             warn(
                 f"{d.key}: using your inference value {d.inference!r} ({d.inference_source}), training used "
@@ -138,7 +82,7 @@ def _effective_config(
     for field, value in (overrides or {}).items():
         key = training.key(field)
         try:
-            set_config_value(cfg, key, _config_shaped(training, field, value))
+            apply(cfg, training, field, value)
         except (KeyError, IndexError, TypeError, ValueError) as exc:
             raise InputError(
                 f"cannot override {field!r}: the training config has no settable key {key!r} ({exc})",

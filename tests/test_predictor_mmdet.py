@@ -181,3 +181,13 @@ def test_checkpoint_into_wrong_architecture_is_refused(mmdet_fixture, tmp_path, 
     with pytest.raises(CheckpointMismatchError) as info:
         SafePredictor.from_checkpoint(mmdet_fixture.checkpoint, training_config=str(config), monitor=False)
     assert words in str(info.value)
+
+
+def test_overrides_land_in_the_shape_mmdet_keeps_them(mmdet_fixture):
+    """resize.min_size edits mmcv's (long, short) scale; input_format is the bgr_to_rgb flag."""
+    p = SafePredictor.from_checkpoint(
+        mmdet_fixture.checkpoint, overrides={"resize.min_size": 100, "input_format": "BGR"}, monitor=False
+    )
+    assert tuple(p.cfg.test_dataloader.dataset.pipeline[1].scale) == (176, 100)
+    assert p.cfg.model.data_preprocessor.bgr_to_rgb is False
+    assert p.predict(mmdet_fixture.dataset.val_images[0]).image_size is not None

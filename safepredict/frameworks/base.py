@@ -29,6 +29,45 @@ from safepredict.images import LoadedImage
 CANDIDATE_SCORE_FLOOR = 0.01
 
 
+def _coerce(value: Any, existing: Any) -> Any:
+    """``value`` in the shape the config holds at that key (int vs 1-tuple, list vs tuple)."""
+    if isinstance(existing, bool) or existing is None:
+        return value
+    if isinstance(existing, int) and isinstance(value, (tuple, list)):
+        return int(value[0])
+    if isinstance(existing, (int, float)) and isinstance(value, (int, float)):
+        return type(existing)(value)
+    if isinstance(existing, tuple) and isinstance(value, (tuple, list)):
+        return tuple(value)
+    if isinstance(existing, list) and isinstance(value, (tuple, list)):
+        return list(value)
+    return value
+
+
+def _path_parts(key: str) -> list[str]:
+    return [p for p in re.split(r"\.|\[(\d+)\]", key) if p]
+
+
+def set_config_value(cfg: Any, key: str, value: Any) -> None:
+    """Set ``key`` (``A.B.C``, ``a.b[1].c`` or ``a.b.1.c``) in a yacs CfgNode or an mmengine Config."""
+    parts = _path_parts(key)
+    node = cfg
+    for part in parts[:-1]:
+        node = node[int(part)] if isinstance(node, list) else node[part]
+    last = parts[-1]
+    frozen = hasattr(cfg, "is_frozen") and cfg.is_frozen()
+    if frozen:
+        cfg.defrost()
+    try:
+        if isinstance(node, list):
+            node[int(last)] = _coerce(value, node[int(last)])
+        else:
+            node[last] = _coerce(value, node.get(last) if hasattr(node, "get") else None)
+    finally:
+        if frozen:
+            cfg.freeze()
+
+
 @attrs.frozen
 class KeyProblem:
     """One parameter that does not fit between checkpoint and model."""

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from safepredict.contract import TrainingContract
 from safepredict.detections import Detections
 from safepredict.errors import FrameworkNotInstalled
 from safepredict.frameworks.base import (
@@ -23,6 +24,7 @@ from safepredict.frameworks.base import (
     enforce_fit,
     resnet_blocks,
     resnet_depth,
+    set_config_value,
     split_final,
 )
 from safepredict.images import LoadedImage
@@ -39,6 +41,11 @@ def _import() -> None:
             fix="install Detectron2 from its source (https://detectron2.readthedocs.io), "
             "or run scripts/setup-frameworks.sh",
         ) from exc
+
+
+def apply_setting(cfg: Any, contract: TrainingContract, field: str, value: Any) -> None:
+    """Set contract ``field`` to ``value`` in a Detectron2 config (the key the contract read it from)."""
+    set_config_value(cfg, contract.key(field), value)
 
 
 def explain_mismatch(cfg: Any, problems: list[KeyProblem], checkpoint_state: dict[str, Any]) -> str:

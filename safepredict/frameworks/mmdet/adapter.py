@@ -13,6 +13,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from safepredict.contract import TrainingContract
 from safepredict.detections import Detections
 from safepredict.errors import FrameworkNotInstalled
 from safepredict.frameworks.base import (
@@ -23,6 +24,7 @@ from safepredict.frameworks.base import (
     enforce_fit,
     resnet_blocks,
     resnet_depth,
+    set_config_value,
     split_final,
 )
 from safepredict.images import LoadedImage
@@ -47,6 +49,25 @@ def _bbox_head(cfg: Any) -> Any:
         return cfg.model.get("bbox_head")
     head = roi_head.get("bbox_head")
     return head[-1] if isinstance(head, list) else head
+
+
+def apply_setting(cfg: Any, contract: TrainingContract, field: str, value: Any) -> None:
+    """Set contract ``field`` to ``value`` in an mmengine config, in the shape mmdet keeps it.
+
+    The colour order is the ``bgr_to_rgb`` flag (the loader hands BGR, the flag converts); mmcv's
+    ``Resize`` keeps one ``scale`` (long, short) for what the contract splits into
+    ``resize.min_size``/``resize.max_size`` (with ``keep_ratio``: short edge <= min, long <= max).
+    """
+    key = contract.key(field)
+    if field == "input_format" and isinstance(value, str):
+        value = value.upper() == "RGB"
+    elif field in ("resize.min_size", "resize.max_size"):
+        short = min(contract.resize.scale or (0, 0))
+        long_ = max(contract.resize.scale or (0, 0))
+        given = int(value[0] if isinstance(value, (tuple, list)) else value)
+        short, long_ = (given, max(long_, given)) if field == "resize.min_size" else (min(short, given), given)
+        value = (long_, short)
+    set_config_value(cfg, key, value)
 
 
 def explain_mismatch(cfg: Any, problems: list[KeyProblem], state: dict[str, Any]) -> str:
