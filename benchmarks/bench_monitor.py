@@ -18,16 +18,21 @@ import argparse
 import os
 import platform
 import statistics
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
 from safepredict.detections import Detections
 from safepredict.monitor import Monitor, MonitorConfig, ReferenceProfile
 from safepredict.monitor.stats import image_statistics
-from safepredict.monitor.synthetic import SyntheticStream
+
+# The synthetic streams are test data (tests/_synthetic.py), not part of the library.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests._synthetic import SyntheticStream
 
 
 def _per_image_us(fn: Callable[[], None], n: int, repeats: int) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from safepredict._version import installed_version
 from safepredict.errors import (
     CheckpointMismatchError,
     ConfigError,
@@ -16,16 +17,17 @@ from safepredict.errors import (
     EnvironmentMismatchError,
     FrameworkNotInstalled,
     InputError,
+    IntegrityError,
     LockError,
     LockFormatError,
     LockVersionError,
     SafePredictError,
     SafePredictWarning,
     TrainingArtifactNotFound,
+    UnsupportedModelError,
     UnsupportedOutputError,
+    UntrustedCodeError,
 )
-
-__version__ = "0.1.0"
 
 # name -> module that defines it; resolved on first attribute access.
 _LAZY = {
@@ -44,6 +46,7 @@ __all__ = [
     "EnvironmentMismatchError",
     "FrameworkNotInstalled",
     "InputError",
+    "IntegrityError",
     "LockError",
     "LockFormatError",
     "LockVersionError",
@@ -52,7 +55,9 @@ __all__ = [
     "SafePredictor",
     "TrainingArtifactNotFound",
     "TrainingContract",
+    "UnsupportedModelError",
     "UnsupportedOutputError",
+    "UntrustedCodeError",
     "__version__",
 ]
 
@@ -63,6 +68,9 @@ if TYPE_CHECKING:
 
 
 def __getattr__(name: str) -> Any:
+    if name == "__version__":  # from the distribution's metadata, read only when asked for
+        globals()[name] = installed_version()
+        return globals()[name]
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'safepredict' has no attribute {name!r}")

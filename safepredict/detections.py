@@ -1,4 +1,5 @@
-"""Framework-neutral detections: boxes in original-image pixels, scores, labels, class names."""
+"""Framework-neutral detections: boxes in original-image pixels, scores, labels, class names,
+and, where the model has those heads, instance masks and keypoints."""
 
 from __future__ import annotations
 
@@ -30,12 +31,54 @@ def _as_labels(value: Any) -> np.ndarray:
     return np.asarray(value, dtype=np.int64).reshape(-1)
 
 
+def _as_masks(value: Any) -> np.ndarray | None:
+    if value is None:
+        return None
+    arr = np.asarray(value)
+    if arr.ndim != 3:
+        raise ValueError(f"masks must have shape (N, H, W), got {arr.shape}")
+    return arr.astype(bool, copy=False)
+
+
+def _as_keypoints(value: Any) -> np.ndarray | None:
+    if value is None:
+        return None
+    arr = np.asarray(value, dtype=np.float32)
+    if arr.ndim != 3 or arr.shape[2] != 3:
+        raise ValueError(f"keypoints must have shape (N, K, 3) (x, y, score), got {arr.shape}")
+    return arr
+
+
+def _rle(mask: np.ndarray) -> dict[str, Any]:
+    """COCO run-length encoding of one mask, as pycocotools writes it (``counts`` as text)."""
+    try:
+        from pycocotools import mask as mask_utils
+    except ImportError as exc:
+        from safepredict.errors import FrameworkNotInstalled
+
+        raise FrameworkNotInstalled(
+            "writing masks as COCO RLE needs pycocotools, which is not importable here",
+            expected="pycocotools",
+            found=str(exc),
+            fix="pip install pycocotools",
+        ) from exc
+    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    counts = rle["counts"]
+    return {
+        "size": [int(s) for s in rle["size"]],
+        "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts,
+    }
+
+
 @attrs.frozen(eq=False)
 class Detections:
     """Detections of one image.
 
     ``boxes`` is ``(N, 4)`` float32 ``x1, y1, x2, y2`` in the pixels of the image as given;
     ``scores`` ``(N,)`` float32; ``labels`` ``(N,)`` int64 indices into ``class_names``.
+    ``masks`` ``(N, H, W)`` bool in the pixels of the image as given, pasted as the framework's
+    evaluation pastes them, and ``keypoints`` ``(N, K, 3)`` float32 ``x, y, score``, are filled
+    whenever the model has a mask or keypoint head (None otherwise).
     An image with nothing detected is ``Detections.empty(...)``: a normal value with the right
     dtypes and shapes, not ``None``.
     """
@@ -45,7 +88,8 @@ class Detections:
     labels: np.ndarray = attrs.field(converter=_as_labels)
     class_names: tuple[str, ...] | None = attrs.field(default=None, converter=_as_names)
     image_size: tuple[int, int] | None = None  # (height, width) of the input image
-    masks: np.ndarray | None = None  # (N, H, W) bool where the model predicts masks
+    masks: np.ndarray | None = attrs.field(default=None, converter=_as_masks)
+    keypoints: np.ndarray | None = attrs.field(default=None, converter=_as_keypoints)
 
     def __attrs_post_init__(self) -> None:
         n = len(self.boxes)
@@ -53,6 +97,10 @@ class Detections:
             raise ValueError(
                 f"boxes, scores and labels must have the same length, got {n}, {len(self.scores)}, {len(self.labels)}"
             )
+        for name in ("masks", "keypoints"):
+            value = getattr(self, name)
+            if value is not None and len(value) != n:
+                raise ValueError(f"{name} must have one entry per box ({n}), got {len(value)}")
 
     @classmethod
     def empty(cls, class_names: Sequence[str] | None = None, image_size: tuple[int, int] | None = None) -> Detections:
@@ -87,6 +135,7 @@ class Detections:
             scores=self.scores[idx],
             labels=self.labels[idx],
             masks=None if self.masks is None else self.masks[idx],
+            keypoints=None if self.keypoints is None else self.keypoints[idx],
         )
 
     def above(self, score: float) -> Detections:
@@ -94,15 +143,33 @@ class Detections:
         return self[self.scores >= score]
 
     def to_coco(self, image_id: int | str, category_ids: Sequence[int] | None = None) -> list[dict[str, Any]]:
-        """COCO result dicts (``bbox`` as ``x, y, w, h``); ``category_ids`` maps label -> COCO id."""
+        """COCO result dicts; ``category_ids`` maps label -> COCO id.
+
+        ``bbox`` is ``x, y, w, h``; with masks, ``segmentation`` is the mask's RLE (pycocotools);
+        with keypoints, ``keypoints`` is ``[x, y, score, ...]`` with 0.5 subtracted from x and y,
+        as Detectron2's COCO evaluator writes them (COCO annotations count pixel indices).
+        """
         out = []
-        for box, score, label in zip(self.boxes.tolist(), self.scores.tolist(), self.labels.tolist(), strict=True):
+        for i, (box, score, label) in enumerate(
+            zip(self.boxes.tolist(), self.scores.tolist(), self.labels.tolist(), strict=True)
+        ):
             x1, y1, x2, y2 = box
             cat = category_ids[label] if category_ids is not None else label
-            out.append(
-                {"image_id": image_id, "category_id": int(cat), "bbox": [x1, y1, x2 - x1, y2 - y1], "score": score}
-            )
+            result: dict[str, Any] = {
+                "image_id": image_id,
+                "category_id": int(cat),
+                "bbox": [x1, y1, x2 - x1, y2 - y1],
+                "score": score,
+            }
+            if self.masks is not None:
+                result["segmentation"] = _rle(self.masks[i])
+            if self.keypoints is not None:
+                points = self.keypoints[i].copy()
+                points[:, :2] -= 0.5
+                result["keypoints"] = points.reshape(-1).tolist()
+            out.append(result)
         return out
 
     def __repr__(self) -> str:
-        return f"Detections(n={len(self)}, classes={self.class_names}, image_size={self.image_size})"
+        extra = "".join(f", {name}" for name in ("masks", "keypoints") if getattr(self, name) is not None)
+        return f"Detections(n={len(self)}, classes={self.class_names}, image_size={self.image_size}{extra})"

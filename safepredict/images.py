@@ -8,6 +8,7 @@ framework's evaluation path does (Detectron2 ``read_image`` through PIL with EXI
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -50,12 +51,77 @@ def check_color(color: str) -> str:
     return color.upper()
 
 
+# Decoded-size limit for image files (decompression bombs): a 100x100 KB PNG can decode to
+# gigabytes. Checked from the file's header before anything is decoded. PIL's own default
+# (Image.MAX_IMAGE_PIXELS, 89.5 MP) only warns and errors at twice that; this limit refuses.
+DEFAULT_MAX_IMAGE_PIXELS = 178_956_970  # PIL's error threshold: 2 x MAX_IMAGE_PIXELS
+_max_pixels = int(os.environ.get("SAFEPREDICT_MAX_IMAGE_PIXELS", DEFAULT_MAX_IMAGE_PIXELS))
+
+
+def max_image_pixels() -> int:
+    """The decoded-size limit (width x height) for image files; 0 means no limit."""
+    return _max_pixels
+
+
+def set_max_image_pixels(pixels: int) -> int:
+    """Set the decoded-size limit for image files (0: none); return the previous one.
+
+    Also settable with the environment variable ``SAFEPREDICT_MAX_IMAGE_PIXELS``.
+    """
+    global _max_pixels
+    if not isinstance(pixels, int) or pixels < 0:
+        raise InputError(f"max image pixels must be an int >= 0, got {pixels!r}", found=pixels)
+    previous, _max_pixels = _max_pixels, pixels
+    return previous
+
+
+def check_decoded_size(path: Path) -> None:
+    """Refuse an image file whose header announces more pixels than :func:`max_image_pixels`."""
+    limit = _max_pixels
+    if not limit:
+        return
+    try:
+        from PIL import Image as PILImage
+    except ImportError:  # pragma: no cover - Pillow is a dependency of both frameworks
+        return
+    try:
+        with warnings.catch_warnings():
+            # PIL warns (DecompressionBombWarning) or raises past its own limit; we decide here.
+            warnings.simplefilter("ignore")
+            saved, PILImage.MAX_IMAGE_PIXELS = PILImage.MAX_IMAGE_PIXELS, None
+            try:
+                with PILImage.open(path) as im:  # reads the header only
+                    width, height = im.size
+            finally:
+                PILImage.MAX_IMAGE_PIXELS = saved
+    except (OSError, ValueError, SyntaxError):
+        return  # not an image PIL knows: the framework's decoder says what is wrong with it
+    if width * height > limit:
+        raise InputError(
+            f"image {path} would decode to {width} x {height} = {width * height:,} pixels, more than the "
+            f"limit of {limit:,} (a decompression bomb, or an image far larger than any detector input)",
+            expected=f"<= {limit:,} pixels",
+            found=(width, height),
+            source=str(path),
+            fix="resize the image first, or raise the limit with safepredict.images.set_max_image_pixels(n) "
+            "or SAFEPREDICT_MAX_IMAGE_PIXELS=n",
+        )
+
+
 def as_path(image: Any) -> Path | None:
-    """The path if ``image`` is a path-like, else None; a missing file is an InputError."""
+    """The path if ``image`` is a path-like, else None; a missing file or a folder is an InputError."""
     if isinstance(image, (str, os.PathLike)):
         path = Path(image)
+        if path.is_dir():
+            raise InputError(
+                f"{path} is a directory, not an image file",
+                found=str(path),
+                fix="pass the image files in it (sorted(Path(folder).glob('*.jpg'))), or use "
+                "`safepredict predict CHECKPOINT FOLDER` for a whole folder",
+            )
         if not path.is_file():
             raise InputError(f"image file not found: {path}", found=str(path), fix="check the path")
+        check_decoded_size(path)
         return path
     return None
 
@@ -94,6 +160,13 @@ def from_array(image: Any, color: str) -> LoadedImage:
             expected="uint8",
             found=str(arr.dtype),
             fix=hint,
+        )
+    if arr.ndim == 3 and arr.shape[0] in (1, 3, 4) and arr.shape[2] not in (1, 3, 4):
+        raise InputError(
+            f"image array is channel-first {arr.shape} (C, H, W); safepredict takes (H, W, C) as cv2 and PIL give",
+            expected="(H, W, 3)",
+            found=arr.shape,
+            fix="transpose it: arr.transpose(1, 2, 0)",
         )
     if arr.ndim == 2:
         arr = arr[:, :, None]

@@ -18,16 +18,20 @@ import copy
 import importlib
 import logging
 import os
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import attrs
 import numpy as np
 
+from safepredict import bundle as _bundle
 from safepredict._logging import warn
-from safepredict.contract import Discrepancy, TrainingArtifact, TrainingContract, discover
+from safepredict.contract import Discrepancy, TrainingContract
 from safepredict.detections import Detections
-from safepredict.errors import InputError, UnsupportedOutputError
+from safepredict.errors import InputError, IntegrityError, UnsupportedOutputError
+from safepredict.frameworks.artifact import TrainingArtifact, discover
 from safepredict.frameworks.base import Adapter, RawResult
 from safepredict.images import LoadedImage, as_path, check_color, from_array
 
@@ -81,6 +85,15 @@ def _effective_config(
             )
     for field, value in (overrides or {}).items():
         key = training.key(field)
+        if field != "resize" and field not in training.keys:
+            # A setting fixed in the framework's code (Detectron2's pad value, its backbone's
+            # size divisibility): writing a key nobody reads would be a silent no-op.
+            raise InputError(
+                f"cannot override {field!r}: no config key sets it in this model "
+                f"({training.notes.get(field, 'fixed by the framework')})",
+                found=field,
+                fix="override one of: " + ", ".join(sorted(training.keys)),
+            )
         try:
             apply(cfg, training, field, value)
         except (KeyError, IndexError, TypeError, ValueError) as exc:
@@ -104,13 +117,78 @@ def _effective_config(
 def _make_adapter(
     artifact: TrainingArtifact, cfg: Any, device: str, strict: bool, class_names: tuple[str, ...] | None
 ) -> Adapter:
-    if artifact.framework == "detectron2":
-        from safepredict.frameworks.detectron2.adapter import Detectron2Adapter
+    module = importlib.import_module(f"safepredict.frameworks.{artifact.framework}.adapter")
+    adapter_class: type[Adapter] = module.adapter_class(cfg)
+    return adapter_class(
+        cfg,
+        artifact.checkpoint,
+        device=device,
+        strict=strict,
+        class_names=class_names,
+        checkpoint_state=artifact.checkpoint_data,
+    )
 
-        return Detectron2Adapter(cfg, artifact.checkpoint, device=device, strict=strict, class_names=class_names)
-    from safepredict.frameworks.mmdet.adapter import MMDetAdapter
 
-    return MMDetAdapter(cfg, artifact.checkpoint, device=device, strict=strict, class_names=class_names)
+_DEVICE = re.compile(r"^(cpu|cuda(:\d+)?|mps)$")
+
+
+def _check_device(device: str) -> str:
+    """``device`` if this machine has it, else a typed error saying what it has."""
+    if not isinstance(device, str) or not _DEVICE.match(device):
+        raise InputError(
+            f"invalid device {device!r}",
+            expected="'cpu', 'cuda', 'cuda:N' or 'mps'",
+            found=device,
+            fix="pass device='cpu' or device='cuda:0'",
+        )
+    if device.startswith("cuda"):
+        import torch
+
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(device.partition(":")[2] or 0)
+        if index >= count:
+            raise InputError(
+                f"device {device!r} is not available here: torch sees {count} CUDA device(s)"
+                + ("" if torch.version.cuda else f" (torch {torch.__version__} is a CPU-only build)"),
+                expected=device,
+                found=f"{count} CUDA device(s)",
+                fix="pass device='cpu', or run where the GPU and a CUDA build of torch are",
+            )
+    if device == "mps":
+        import torch
+
+        if not torch.backends.mps.is_available():
+            raise InputError("device 'mps' is not available here", found=device, fix="pass device='cpu'")
+    return device
+
+
+def _check_lock(lock: str | os.PathLike[str], weights: Path, config: Any, policy: str) -> bool:
+    """Check the environment lock before any model file is deserialised; True when it pins ``config``.
+
+    A weights or config file whose sha256 differs from the lock is refused (IntegrityError)
+    whatever ``policy`` says; versions and hardware follow ``policy`` (warn or error).
+    """
+    from safepredict.lock import check_lock, enforce, read_lock
+
+    report = check_lock(lock, weights=weights, config=config)
+    files = [m for m in report.mismatches if m.key.startswith("files.")]
+    if files:
+        raise IntegrityError(
+            "refusing to load model files that differ from the lock (nothing was deserialised):\n"
+            + "\n".join(f"  {m.key}: locked sha256 {m.locked}, found {m.found} ({m.source})" for m in files),
+            expected={m.key: m.locked for m in files},
+            found={m.key: m.found for m in files},
+            source=str(lock),
+            fix="use the files the lock was written for, or re-run `safepredict lock` if the change is intended",
+            details=files,
+        )
+    enforce(report, policy)
+    from safepredict.lock.external import detect_format
+
+    if config is None or detect_format(lock) != "safepredict":
+        return False  # conda lockfiles pin packages, never model files
+    pinned = [e for e in read_lock(lock).environment.files if e.role == "config" and e.rule != "record"]
+    return bool(pinned)
 
 
 class SafePredictor:
@@ -132,6 +210,18 @@ class SafePredictor:
         strict: refuse a checkpoint that does not fit the model (default); ``False`` warns.
         class_names: names for a model whose training artifact records none.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``; default: the config's (Detectron2) or cpu.
+        trust: run the framework's own config loaders on the artifact (they execute Python and
+            unsafe YAML). Off by default: configs are read by safe readers and anything that
+            would run code is refused with UntrustedCodeError. A lock that pins the config
+            file's sha256 trusts that file too. See docs/security.md.
+
+        bundle: use the safepredict bundle beside the checkpoint (written at the end of training
+            by the training hooks, see docs/monitoring.md): its lock, reference profile, golden
+            set and class names stand in for ``lock``/``reference``/``class_names`` not given.
+
+    With ``lock``, the weights and config files are hashed before anything is deserialised: a
+    file whose sha256 differs from the lock raises IntegrityError whatever ``on_env_mismatch``
+    says (that policy is for versions and hardware).
     """
 
     def __init__(
@@ -149,9 +239,23 @@ class SafePredictor:
         strict: bool = True,
         class_names: Iterable[str] | None = None,
         device: str | None = None,
+        trust: bool = False,
+        bundle: bool = True,
     ) -> None:
         if on_env_mismatch not in ("warn", "error"):
             raise InputError(f"on_env_mismatch must be 'warn' or 'error', got {on_env_mismatch!r}")
+        # What a worker process needs to build the same predictor (predict_many).
+        self._init_kwargs: dict[str, Any] = {
+            "cfg": cfg,
+            "checkpoint": checkpoint,
+            "training_config": training_config,
+            "overrides": dict(overrides) if overrides else None,
+            "strict": strict,
+            "class_names": tuple(class_names) if class_names is not None else None,
+            "device": device,
+            "trust": trust,
+            "bundle": bundle,
+        }
         if checkpoint is None:
             weights = getattr(getattr(cfg, "MODEL", None), "WEIGHTS", None)
             if not weights:
@@ -165,22 +269,49 @@ class SafePredictor:
             raise InputError(f"checkpoint not found: {checkpoint}", found=str(checkpoint), fix="check the path")
         if device is None:
             device = str(getattr(getattr(cfg, "MODEL", None), "DEVICE", "") or "cpu")
-        self.device = device
+
+        self.device = _check_device(device)
+        found = _bundle.find(checkpoint) if bundle else None
+        if found is not None and not found.is_empty():
+            if lock is None and found.lock is not None:
+                lock = found.lock
+                logger.info("using the lock beside the checkpoint: %s", lock)
+            if reference is None and monitor and found.profile is not None:
+                reference = found.profile
+                logger.info("using the reference profile beside the checkpoint: %s", reference)
+            if class_names is None and found.classes is not None:
+                class_names = found.class_names()
+                logger.info("using the class names beside the checkpoint: %s", found.classes)
 
         if lock is not None:
-            from safepredict.lock import check_lock, enforce
-
             config_file = training_config if isinstance(training_config, (str, os.PathLike)) else None
             if config_file is None and (checkpoint.parent / "config.yaml").is_file():
                 config_file = checkpoint.parent / "config.yaml"
-            enforce(check_lock(lock, weights=checkpoint, config=config_file), on_env_mismatch)
+            if _check_lock(lock, checkpoint, config_file, on_env_mismatch) and not trust:
+                # The lock pins this very config file's content: the user validated it, so it is trusted.
+                logger.info("trusted: %s matches the sha256 pinned in lock %s", config_file, lock)
+                trust = True
 
         self.artifact = discover(
-            checkpoint, config=cfg, training_config=training_config, overrides=dict(overrides) if overrides else None
+            checkpoint,
+            config=cfg,
+            training_config=training_config,
+            overrides=dict(overrides) if overrides else None,
+            trust=trust,
         )
         self.cfg, self.applied_contract, self.discrepancies = _effective_config(self.artifact, overrides)
         names = tuple(class_names) if class_names is not None else self.artifact.training_contract.class_names
+        expected_classes = self.artifact.training_contract.num_classes
+        if names is not None and class_names is not None and expected_classes and len(names) != expected_classes:
+            raise InputError(
+                f"class_names has {len(names)} names but the model was trained with {expected_classes} classes",
+                expected=expected_classes,
+                found=len(names),
+                fix=f"pass the {expected_classes} names in training order",
+            )
         self._adapter = _make_adapter(self.artifact, self.cfg, device, strict, names)
+        # The weights live in the model now; holding the file's content too would double the memory.
+        self.artifact = attrs.evolve(self.artifact, checkpoint_data=None)
         if self._adapter.class_names is None:
             warn(
                 f"the training artifact of {checkpoint} records no class names: labels are indices "
@@ -225,7 +356,7 @@ class SafePredictor:
     @property
     def model(self) -> Any:
         """The framework's model, loaded and in eval mode."""
-        return self._adapter.model  # type: ignore[attr-defined]
+        return self._adapter.model
 
     @property
     def score_threshold(self) -> float:
@@ -288,6 +419,43 @@ class SafePredictor:
     def iter_predict(self, images: Iterable[Any], color: str = "BGR") -> Iterator[Detections]:
         for image in images:
             yield self.predict(image, color)
+
+    def predict_many(
+        self,
+        images: Iterable[Any],
+        color: str = "BGR",
+        *,
+        workers: int | None = None,
+        threads: int = 1,
+        chunk_size: int = 4,
+    ) -> Iterator[Detections]:
+        """Detections of each image, in input order, using the whole machine.
+
+        ``workers`` processes (default: one per core on the CPU, none on a GPU or for a handful
+        of images) each build this predictor from the same arguments with ``threads`` intra-op
+        threads; each decodes the next image while its model runs. Every output equals what
+        :meth:`predict` gives for that image (same code, same threads per forward), and this
+        predictor's monitor sees every image. ``workers=0`` runs here, decoding overlapped.
+        """
+        from safepredict.workers import WorkerPlan, chunks, default_plan, run_chunk, run_in_workers
+
+        check_color(color)
+        sized = len(images) if hasattr(images, "__len__") else None  # type: ignore[arg-type]
+        plan = default_plan(self.device, sized) if workers is None else WorkerPlan(workers=workers, threads=threads)
+        items = ((image, color) for image in images)
+        want_image = self.monitor is not None
+        if plan.workers == 0:
+            results: Iterable[Any] = (
+                result for chunk in chunks(items, chunk_size) for result in run_chunk(self, chunk, want_image)
+            )
+        else:
+            kwargs = dict(self._init_kwargs)
+            kwargs["checkpoint"] = self.artifact.checkpoint
+            results = run_in_workers(kwargs, items, plan, want_image=want_image, chunk_size=chunk_size)
+        for rgb, candidates, final in results:
+            if self.monitor is not None:
+                self.monitor.observe(rgb, candidates)
+            yield final
 
     def predict_candidates(self, image: Any, color: str = "BGR") -> tuple[np.ndarray, Detections]:
         """``(image_rgb, candidates)``: every detection down to the candidate floor, not monitored.

@@ -11,3 +11,4 @@ PY="$VENV/bin/python"
 "$PY" benchmarks/bench_predictor.py --out docs/benchmarks-predictor.md
 "$PY" benchmarks/bench_lock.py --write docs/benchmarks-lock.md
 "$PY" benchmarks/bench_monitor.py
+"$PY" benchmarks/bench_folder.py --images 200 --out docs/benchmarks-folder.md

@@ -28,3 +28,11 @@ def _torch_threads() -> None:
     except ImportError:  # the pure-numpy tests (lock, monitor) do not need it
         return
     torch.set_num_threads(int(os.environ.get("SAFEPREDICT_TORCH_THREADS", "1")))
+
+
+@pytest.fixture(autouse=True)
+def _fresh_warning_limits() -> None:
+    """Each test starts with empty warning rate-limit windows (safepredict._logging)."""
+    from safepredict._logging import reset_rate_limits
+
+    reset_rate_limits()

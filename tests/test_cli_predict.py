@@ -14,7 +14,7 @@ import pytest
 from safepredict.cli import main
 from safepredict.demo.evaluate import coco_box_ap
 from safepredict.detections import Detections
-from safepredict.diagnose.commands import PROGRESS_SUFFIX
+from safepredict.folder import PROGRESS_SUFFIX
 
 N = 10
 
@@ -65,6 +65,21 @@ def test_predict_writes_coco_results_equal_to_safepredictor(d2_fixture, predicto
     assert f"{N}/{N}" in err  # the progress bar, on stderr
     assert f"monitor: {N} image(s) watched" in err and "findings:" in err
     assert "by class: red " in err  # the names given on the command line
+
+
+def test_predict_folder_from_python(d2_fixture, predictor, folder, tmp_path, capsys):
+    from safepredict.folder import predict_folder
+
+    out = tmp_path / "preds.json"
+    result = predict_folder(d2_fixture.checkpoint, [folder], out, class_names=d2_fixture.class_names, progress=False)
+    assert capsys.readouterr().err == ""  # progress=False: no bar; the summary is the caller's to print
+    expected = _expected(predictor, folder)
+    assert (result.out, result.images, result.resumed) == (out, N, 0)
+    assert result.detections == sum(len(d) for d in expected.values()) == len(json.loads(out.read_text()))
+    assert result.monitor is not None and result.monitor["images_total"] == N
+    text = result.describe()
+    assert text.startswith(f"wrote {out}: {result.detections} detection(s) on {N} image(s)")
+    assert f"monitor: {N} image(s) watched" in text
 
 
 def test_coco_gt_ids_give_the_evaluators_ap(d2_fixture, predictor, tmp_path):

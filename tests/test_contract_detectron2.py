@@ -17,8 +17,9 @@ from typing import Any
 
 import pytest
 
-from safepredict.contract import ResizePolicy, TrainingContract, check_training_config, diff, discover
-from safepredict.errors import ConfigError, InputError, TrainingArtifactNotFound
+from safepredict.contract import ResizePolicy, TrainingContract, check_training_config, diff
+from safepredict.errors import ConfigError, InputError, TrainingArtifactNotFound, UntrustedCodeError
+from safepredict.frameworks.artifact import discover
 from safepredict.frameworks.checkpoint import load_checkpoint
 from safepredict.frameworks.detectron2.contract import read_contract
 
@@ -197,7 +198,7 @@ def test_each_seed_mistake_is_reported_with_key_values_and_fix(
 
 
 def test_read_contract_tells_the_framework_from_the_file(run_dir: Path) -> None:
-    from safepredict.contract import read_contract as read_any
+    from safepredict.frameworks.artifact import read_contract as read_any
 
     assert read_any(run_dir / "config.yaml") == read_contract(run_dir / "config.yaml")
 
@@ -229,7 +230,12 @@ def test_broken_yaml_is_a_config_error(tmp_path: Path) -> None:
 def test_retinanet_reads_its_own_keys() -> None:
     from detectron2 import model_zoo
 
-    contract = read_contract(model_zoo.get_config_file("COCO-Detection/retinanet_R_50_FPN_1x.yaml"))
+    path = model_zoo.get_config_file("COCO-Detection/retinanet_R_50_FPN_1x.yaml")
+    # Detectron2's own Base-RetinaNet.yaml computes its anchor sizes with !!python/object/apply:eval:
+    # code in a config, refused unless trusted (here: the framework's own zoo).
+    with pytest.raises(UntrustedCodeError, match="python/object/apply:eval"):
+        read_contract(path)
+    contract = read_contract(path, trust=True)
     assert contract.meta_architecture == "RetinaNet"
     assert contract.keys["score_threshold"] == "MODEL.RETINANET.SCORE_THRESH_TEST"
     assert (contract.score_threshold, contract.nms_iou, contract.num_classes) == (0.05, 0.5, 80)
@@ -263,7 +269,7 @@ def test_test_size_far_from_training_sizes_is_a_trap(run_dir: Path, tmp_path: Pa
 def test_lazyconfig_is_read_through_lazyconfig_load() -> None:
     from detectron2 import model_zoo
 
-    contract = read_contract(model_zoo.get_config_file("COCO-Detection/retinanet_R_50_FPN_1x.py"))
+    contract = read_contract(model_zoo.get_config_file("COCO-Detection/retinanet_R_50_FPN_1x.py"), trust=True)
     assert contract.meta_architecture == "RetinaNet"
     assert contract.input_format == "BGR"
     assert contract.resize.min_size == (800,) and contract.resize.max_size == 1333
@@ -286,7 +292,8 @@ def test_lazyconfig_difference_is_found(tmp_path: Path) -> None:
     cfg.dataloader.test.mapper.augmentations[0].interp = 3  # PIL's BICUBIC
     saved = tmp_path / "lazy.yaml"
     LazyConfig.save(cfg, str(saved))
-    found = {d.key: d for d in diff(read_contract(source), read_contract(saved))}
+    # The zoo's .py is Python (trusted: the framework's own); the saved .yaml is read safely.
+    found = {d.key: d for d in diff(read_contract(source, trust=True), read_contract(saved))}
     assert set(found) == {"score_threshold", "resize.min_size", "resize.interpolation"}
     assert (found["resize.interpolation"].training, found["resize.interpolation"].inference) == ("bilinear", "bicubic")
     assert found["score_threshold"].framework_key == "model.roi_heads.box_predictor.test_score_thresh"
@@ -376,7 +383,7 @@ def test_without_detectron2_the_error_names_what_to_install(run_dir: Path) -> No
     code = f"""
 import sys
 sys.modules["detectron2"] = None  # a process where Detectron2 is not installed
-from safepredict.contract import discover
+from safepredict.frameworks.artifact import discover
 from safepredict.errors import FrameworkNotInstalled
 try:
     discover({str(run_dir / "model_final.pth")!r})

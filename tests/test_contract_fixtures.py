@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 
-from safepredict.contract import ResizePolicy, TrainingContract, discover
+from safepredict.contract import ResizePolicy, TrainingContract
 from safepredict.demo.fixtures import Fixture
 from safepredict.errors import TrainingArtifactNotFound
+from safepredict.frameworks.artifact import discover
 from safepredict.frameworks.checkpoint import detect_framework, load_checkpoint
 
 pytestmark = pytest.mark.slow
@@ -38,7 +39,7 @@ def _set(cfg: Any, path: str, value: Any) -> None:
 
 
 def d2_expected(fixture: Fixture, source: str) -> TrainingContract:
-    from safepredict.frameworks.detectron2.train import Detectron2Recipe
+    from safepredict.demo.train_detectron2 import Detectron2Recipe
 
     recipe = Detectron2Recipe()
     mean, std = fixture.dataset.pixel_stats()
@@ -74,7 +75,7 @@ def d2_expected(fixture: Fixture, source: str) -> TrainingContract:
 @pytest.fixture(scope="module")
 def d2_registered(d2_fixture: Fixture) -> Fixture:
     """The fixture with its data sets registered, as a user's process registers them."""
-    from safepredict.frameworks.detectron2.train import register
+    from safepredict.demo.train_detectron2 import register
 
     register(d2_fixture.dataset)
     return d2_fixture
@@ -157,7 +158,7 @@ def test_d2_checkpoint_without_config_beside_it_says_what_to_pass(d2_fixture: Fi
 
 
 def mmdet_expected(fixture: Fixture, source: str) -> TrainingContract:
-    from safepredict.frameworks.mmdet.train import MMDetRecipe
+    from safepredict.demo.train_mmdet import MMDetRecipe
 
     recipe = MMDetRecipe()
     mean, std = fixture.dataset.pixel_stats()

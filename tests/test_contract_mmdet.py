@@ -16,8 +16,9 @@ from typing import Any
 
 import pytest
 
-from safepredict.contract import ResizePolicy, TrainingContract, check_training_config, diff, discover
+from safepredict.contract import ResizePolicy, TrainingContract, check_training_config, diff
 from safepredict.errors import TrainingArtifactNotFound
+from safepredict.frameworks.artifact import discover
 from safepredict.frameworks.checkpoint import detect_framework, load_checkpoint
 from safepredict.frameworks.mmdet.contract import embedded_config, read_contract
 
@@ -200,7 +201,9 @@ def test_random_flip_left_in_the_test_pipeline_is_a_trap(train_config: Path, tmp
 
 
 def test_retinanet_reads_the_single_stage_test_cfg() -> None:
-    contract = read_contract(mmdet_config("retinanet/retinanet_r50_fpn_1x_coco.py"))
+    # Its _base_ retinanet_tta.py builds the TTA pipeline with a list comprehension: code, so the
+    # zoo file (the framework's own) is read trusted.
+    contract = read_contract(mmdet_config("retinanet/retinanet_r50_fpn_1x_coco.py"), trust=True)
     assert contract.keys["score_threshold"] == "model.test_cfg.score_thr"
     assert (contract.score_threshold, contract.nms_iou, contract.max_detections) == (0.05, 0.5, 100)
     assert contract.keys["num_classes"] == "model.bbox_head.num_classes"

@@ -17,7 +17,8 @@ import pytest
 
 from safepredict.cli import main
 from safepredict.diagnose import CODES, diagnose
-from safepredict.diagnose.findings import Finding, rank
+from safepredict.diagnose.ranking import rank
+from safepredict.findings import Finding
 
 N_IMAGES = 8
 
@@ -88,7 +89,7 @@ def test_healthy_model_exits_zero_with_information_only(healthy):
     assert {"probe.channel_order", "probe.normalisation", "probe.resize", "probe.threshold"} <= codes
     channel = healthy.by_code("probe.channel_order")[0]
     # The data set's classes are told by colour: the model must be sure the order as given is right.
-    assert "channel order is right" in channel.title, channel.describe()
+    assert "channel order is right" in channel.message, channel.describe()
     assert channel.data["as_given"]["mean_top_score"] > channel.data["swapped"]["mean_top_score"]
     norm = healthy.by_code("probe.normalisation")[0]
     assert norm.data["effect"]["agreement"] < 1.0  # ImageNet statistics do change this model's outputs
@@ -296,7 +297,7 @@ def test_missing_images_are_a_usage_error(d2_fixture, tmp_path, capsys):
 
 
 def _f(code: str, severity: str, impact: float | None = None) -> Finding:
-    return Finding(code=code, severity=severity, subject="x", title="t", evidence="e", impact=impact)
+    return Finding(code=code, severity=severity, subject="x", message="t", evidence="e", impact=impact)
 
 
 def test_ranking_is_severity_then_impact_then_kind():
@@ -316,6 +317,28 @@ def test_ranking_is_severity_then_impact_then_kind():
         "probe.threshold",
         "probe.resize",
     ]
+
+
+def test_one_finding_value_for_the_monitor_and_diagnose():
+    monitor = Finding("monitor.empty_streak", "11 images in a row", "warning", {"streak": 11, "rate": 0.18751})
+    assert monitor.describe() == "[warning] monitor.empty_streak: 11 images in a row (streak=11, rate=0.1875)"
+    assert monitor.docs == "docs/monitoring.md"
+    ours = Finding(
+        code="probe.resize", severity="info", subject="resize", message="t", evidence="a\nb", fix="f", data={"n": 1}
+    )
+    assert ours.describe() == "[info] probe.resize (resize): t\n  a\n  b\n  fix: f"
+    assert ours.to_json() == {
+        "code": "probe.resize",
+        "severity": "info",
+        "subject": "resize",
+        "title": "t",  # the name diagnose --json has always used for the message
+        "evidence": "a\nb",
+        "fix": "f",
+        "impact": None,
+        "docs": "docs/diagnose.md#probe-resize",
+        "data": {"n": 1},
+    }
+    assert rank([monitor, _f("probe.resize", "warning")])[0].code == "probe.resize"  # a table code ranks first
 
 
 def test_unknown_codes_are_refused_and_every_code_is_documented():
@@ -385,4 +408,4 @@ def test_mmdet_backbone_mismatch_is_the_top_finding(mmdet_fixture, tmp_path):
     result = diagnose(mmdet_fixture.checkpoint, _images(mmdet_fixture), training_config=config)
     top = result.top
     assert top is not None and top.code == "checkpoint.architecture", result.describe()
-    assert "ResNet-18" in top.title and "model.backbone.depth=18" in top.fix
+    assert "ResNet-18" in top.message and "model.backbone.depth=18" in top.fix

@@ -158,3 +158,36 @@ def test_unverified_entries_pass_unless_strict_and_deep_verifies_them(folder: Pa
     deep = run("check", *common, "--deep", "--strict", "--json", cwd=folder)
     assert deep.returncode == 0, deep.stdout + deep.stderr
     assert json.loads(deep.stdout)["unverified"] == []
+
+
+def test_check_takes_the_lock_as_a_positional_argument_too(folder: Path, tmp_path: Path) -> None:
+    out = run("check", str(folder / "safepredict.lock"), "--json", cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    data = json.loads(out.stdout)
+    assert data["format"] == "safepredict" and data["lock"] == str(folder / "safepredict.lock")
+    both = run("check", "a.lock", "--lock", "b.lock", cwd=tmp_path)
+    assert both.returncode == 2 and "two locks given" in both.stderr
+
+
+def test_short_out_option_for_lock_and_export(folder: Path, tmp_path: Path) -> None:
+    out = run("lock", "-o", str(tmp_path / "short.lock"), cwd=folder)
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "short.lock").is_file()
+    out = run(
+        "export-conda", "--lock", str(tmp_path / "short.lock"), "-o", str(tmp_path / "environment.yml"), cwd=folder
+    )
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "environment.yml").is_file()
+
+
+@pytest.mark.parametrize("command", ["lock", "check", "export-conda"])
+def test_help_shows_examples(command: str, tmp_path: Path) -> None:
+    out = run(command, "--help", cwd=tmp_path)
+    assert out.returncode == 0
+    assert "examples:" in out.stdout and f"safepredict {command}" in out.stdout.split("examples:", 1)[1]
+
+
+def test_check_offers_the_golden_replay_extension(tmp_path: Path) -> None:
+    # Only the chosen command's module is imported: `check` fetches its extensions itself.
+    out = run("check", "--help", cwd=tmp_path)
+    assert "--replay" in out.stdout

@@ -145,6 +145,7 @@ def test_capture_tells_conda_packages_from_pip_packages(prefix: Path) -> None:
 def test_conda_lock_checks_clean_and_reports_a_changed_origin(prefix: Path, tmp_path: Path) -> None:
     env = capture_environment(probe=probe_for(prefix))
     lock = write_lock(tmp_path / "safepredict.lock", env)
+    assert lock.path is not None
     assert check_lock(lock.path, probe=probe_for(prefix)).ok
     text = Path(lock.path).read_text()
     (tmp_path / "pip.lock").write_text(
@@ -158,7 +159,7 @@ def test_conda_lock_checks_clean_and_reports_a_changed_origin(prefix: Path, tmp_
 @pytest.fixture
 def conda_lock(prefix: Path, tmp_path: Path):
     env = capture_environment(extra_packages=["requests"], probe=probe_for(prefix))
-    return read_lock(write_lock(tmp_path / "safepredict.lock", env).path)
+    return read_lock(write_lock(tmp_path / "safepredict.lock", env).path or "")
 
 
 def test_environment_yml_loads_in_conda_lock(conda_lock, tmp_path: Path) -> None:

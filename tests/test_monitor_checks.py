@@ -13,11 +13,11 @@ from collections import Counter
 
 import numpy as np
 import pytest
+from _synthetic import SyntheticStream
 
 from safepredict.detections import Detections
 from safepredict.errors import SafePredictWarning
 from safepredict.monitor import Finding, Monitor, MonitorConfig, ReferenceProfile, stats, undertraining_hint
-from safepredict.monitor.synthetic import SyntheticStream
 
 KEY = "MODEL.ROI_HEADS.SCORE_THRESH_TEST"
 NAMES = SyntheticStream().class_names
@@ -89,21 +89,21 @@ def test_too_high_threshold_fires_empty_checks_with_threshold_advice(reference):
     assert codes["monitor.threshold_mismatch"] == 1
     assert codes["monitor.empty_streak"] == 1 and codes["monitor.empty_rate"] == 1
     streak = next(f for f in findings if f.code == "monitor.empty_streak")
-    ev = streak.evidence
+    ev = streak.data
     assert ev["threshold_key"] == KEY and ev["score_threshold"] == 0.995
     assert ev["candidates_below"] > 0 and 0.5 < ev["best_below"] < 0.995
     # The sentence says how many, the best score and the key.
     assert f"{ev['candidates_below']} candidate(s) below" in streak.message
     assert f"{ev['best_below']:.3f}" in streak.message and KEY in streak.message
     rate = next(f for f in findings if f.code == "monitor.empty_rate")
-    assert KEY in rate.message and rate.evidence["p_value"] < 1e-6
+    assert KEY in rate.message and rate.data["p_value"] < 1e-6
 
 
 def test_too_high_threshold_without_reference_fires_all_below_threshold():
     findings = _monitor(None, threshold=0.995).observe_many(_stream(n=100))
     first = findings[0]
     assert first.code == "monitor.all_below_threshold"
-    assert first.evidence["run"] == 10 and first.evidence["threshold_key"] == KEY
+    assert first.data["run"] == 10 and first.data["threshold_key"] == KEY
     assert "empty_streak" in {f.code.split(".")[1] for f in findings}
 
 
@@ -112,7 +112,7 @@ def test_empty_streak_without_candidates_gives_no_threshold_advice():
     findings = [f for _ in range(30) for f in mon.observe(None, Detections.empty())]
     assert _codes(findings) == {"monitor.empty_streak": 1}
     assert "below the score threshold 0.5" not in findings[0].message
-    assert findings[0].evidence["candidates_below"] == 0
+    assert findings[0].data["candidates_below"] == 0
 
 
 def test_empty_streak_limit_follows_the_reference_empty_rate(reference):
@@ -125,14 +125,14 @@ def test_empty_streak_limit_follows_the_reference_empty_rate(reference):
     assert p**limit < 1e-6 and (limit == 10 or p ** (limit - 1) >= 1e-6)
     findings = [f for _ in range(limit) for f in mon.observe(None, Detections.empty())]
     assert [f.code for f in findings] == ["monitor.empty_streak"]
-    assert findings[0].evidence["streak"] == limit
+    assert findings[0].data["streak"] == limit
 
 
 def test_score_collapse_fires_score_drift(reference):
     findings = _monitor(reference).observe_many(_stream("collapse", n=200))
     drift = [f for f in findings if f.code == "monitor.score_drift"]
     assert drift and "collapsed" in drift[0].message
-    assert drift[0].evidence["best_score_psi"] > drift[0].evidence["best_score_psi_critical"]
+    assert drift[0].data["best_score_psi"] > drift[0].data["best_score_psi_critical"]
 
 
 def test_class_takeover(reference):
@@ -140,7 +140,7 @@ def test_class_takeover(reference):
     codes = _codes(findings)
     assert codes["monitor.class_takeover"] == 1
     f = next(f for f in findings if f.code == "monitor.class_takeover")
-    assert f.evidence["class"] == NAMES[0] and f.evidence["share"] > 0.9
+    assert f.data["class"] == NAMES[0] and f.data["share"] > 0.9
     assert codes.keys() <= {"monitor.class_takeover"}
 
 
@@ -152,7 +152,7 @@ def test_nan_scores_fire_at_once_and_are_excluded(reference):
     mon = _monitor(reference)
     findings = mon.observe_many(_stream("nan", n=50))
     assert findings[0].code == "monitor.nan_scores" and findings[0].severity == "error"
-    assert findings[0].evidence["nonfinite"] == 1
+    assert findings[0].data["nonfinite"] == 1
     assert mon.snapshot()["images_nonfinite_total"] == 50
     assert "monitor.score_drift" not in _codes(findings)  # the finite scores are still healthy
 
@@ -207,8 +207,8 @@ def test_input_drift(reference, fault, code, side):
     findings = _monitor(reference).observe_many(_stream(fault, n=200))
     hits = [f for f in findings if f.code == code]
     assert hits, _codes(findings)
-    assert hits[0].evidence["side"] == side
-    assert hits[0].evidence["count"] >= hits[0].evidence["critical_count"]
+    assert hits[0].data["side"] == side
+    assert hits[0].data["count"] >= hits[0].data["critical_count"]
     # The candidates are healthy: no output check may blame them.
     assert not (_codes(findings).keys() & OUTPUT_CODES)
 
@@ -221,9 +221,9 @@ def test_grayscale_is_not_mistaken_for_swapped_channels(reference):
 def test_swapped_channel_order(reference):
     findings = _monitor(reference).observe_many(_stream("swap_channels", n=200))
     hit = next(f for f in findings if f.code == "monitor.input_channel_order")
-    means, ref = hit.evidence["channel_means"], hit.evidence["reference_channel_means"]
+    means, ref = hit.data["channel_means"], hit.data["reference_channel_means"]
     assert means[0] < means[2] and ref[0] > ref[2]
-    assert hit.evidence["distance_swapped"] < 0.5 * hit.evidence["distance"]
+    assert hit.data["distance_swapped"] < 0.5 * hit.data["distance"]
     assert "BGR" in hit.message
     assert "monitor.input_grayscale" not in _codes(findings)
 
@@ -245,7 +245,7 @@ def test_swapped_channels_with_balanced_red_and_blue():
     assert healthy == [], [f.describe() for f in healthy]
     swapped = SyntheticStream(seed=15, balanced_colours=True, faults=("swap_channels",)).take(200)
     hit = next(f for f in _monitor(ref).observe_many(swapped) if f.code == "monitor.input_channel_order")
-    ev = hit.evidence
+    ev = hit.data
     assert ev["colour_psi_swapped"] < 0.5 * ev["colour_psi"] and ev["colour_psi"] > 3 * ev["colour_psi_noise"]
     assert "colour histogram" in hit.message and "mean colour" not in hit.message
 
@@ -316,7 +316,7 @@ def test_concurrent_observers_lose_no_counts(reference):
 def test_memory_is_bounded_by_the_window(reference):
     mon = _monitor(reference, window=150, min_window=100, input_window=60)
     mon.observe_many(_stream(n=400))
-    assert mon._hist.shape[0] == 150 and mon._inputs.shape[0] == 60
+    assert mon._hist.shape[0] == 150 and mon._input_window.table.shape[0] == 60
     assert mon.snapshot()["window_images"] == 150
 
 
@@ -365,7 +365,7 @@ def test_config_validates():
 def test_undertraining_hint_names_an_early_checkpoint():
     f = undertraining_hint(499, 90000)
     assert f is not None and f.code == "monitor.undertrained" and f.severity == "warning"
-    assert "499 of 90000" in f.message and f.evidence["fraction"] == pytest.approx(499 / 90000, abs=1e-4)
+    assert "499 of 90000" in f.message and f.data["fraction"] == pytest.approx(499 / 90000, abs=1e-4)
 
 
 @pytest.mark.parametrize(
@@ -378,6 +378,6 @@ def test_undertraining_hint_is_silent_for_finished_or_unknown_schedules(args, kw
 
 def test_undertraining_hint_prefers_epochs_and_grades_severity():
     f = undertraining_hint(1000, 1200, epoch=11, max_epochs=12)
-    assert f is not None and f.evidence["unit"] == "epoch" and f.severity == "info"
+    assert f is not None and f.data["unit"] == "epoch" and f.severity == "info"
     with pytest.raises(ValueError):
         undertraining_hint(-1, 100)

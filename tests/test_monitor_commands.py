@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
+from _synthetic import SyntheticStream
 
 from safepredict.errors import InputError
 from safepredict.monitor import ReferenceProfile, commands
-from safepredict.monitor.synthetic import SyntheticStream
 
 
 class _StandInPredictor:

@@ -117,7 +117,7 @@ def test_too_high_threshold_is_advised(recorded, profile):
     assert {"monitor.threshold_mismatch", "monitor.empty_streak", "monitor.empty_rate"} <= codes
     streak = next(f for f in findings if f.code == "monitor.empty_streak")
     key = recorded["predictor"].threshold_key
-    assert key and key in streak.message and streak.evidence["candidates_below"] > 0
+    assert key and key in streak.message and streak.data["candidates_below"] > 0
     alone = _replay(recorded, recorded["healthy"][:50], None, threshold=0.999)
     assert alone and alone[0].code == "monitor.all_below_threshold"
     assert key in alone[0].message

@@ -7,11 +7,11 @@ import math
 
 import numpy as np
 import pytest
+from _synthetic import SyntheticStream
 
 from safepredict.detections import Detections
 from safepredict.errors import LockFormatError, LockVersionError
 from safepredict.monitor import ProfileBuilder, ReferenceProfile
-from safepredict.monitor.synthetic import SyntheticStream
 
 NAMES = ("cat", "dog")
 

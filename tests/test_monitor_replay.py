@@ -17,7 +17,14 @@ import pytest
 from safepredict.detections import Detections
 from safepredict.errors import InputError, LockVersionError
 from safepredict.monitor import commands
-from safepredict.monitor.replay import GOLDEN_DIRNAME, ReplayTolerance, capture_golden, replay_golden
+from safepredict.monitor.replay import (
+    GOLDEN_DIRNAME,
+    ReplayTolerance,
+    capture_and_replay,
+    capture_golden,
+    locked_weights,
+    replay_golden,
+)
 
 # Per image (by the stem of the source file): rows of x1, y1, x2, y2, score, label.
 TABLE = {
@@ -151,6 +158,39 @@ def test_drift_is_logged_as_an_error(golden, caplog):
     assert rec.safepredict_severity == "error" and rec.safepredict_evidence["drifts"] == 4
 
 
+def test_replay_without_a_lock_says_where_the_set_lives():
+    with pytest.raises(InputError, match="stored beside the lock"):
+        replay_golden(StandIn(), None)
+
+
+def test_capture_and_replay_reports_the_fresh_set(tmp_path):
+    img = tmp_path / "a.png"
+    img.write_text("a")
+    report = capture_and_replay(StandIn(), [img], tmp_path / "safepredict.lock")
+    assert report.ok and report.images == 1 and report.golden == tmp_path / GOLDEN_DIRNAME / "golden.json"
+    # A pipeline that does not reproduce itself is reported at once (here: every box moves between runs).
+    moving = StandIn()
+    calls = iter(range(100))
+    moving.change = lambda key, rows: _shift(3.0 * next(calls))(key, rows)
+    assert not capture_and_replay(moving, [img], tmp_path / "other" / "safepredict.lock").ok
+
+
+def test_locked_weights_are_the_ones_the_lock_pins(tmp_path):
+    from safepredict.errors import SafePredictError
+    from safepredict.lock import write_lock
+
+    weights = tmp_path / "run" / "model_final.pth"
+    weights.parent.mkdir()
+    weights.write_bytes(b"weights")
+    lock = tmp_path / "run" / "safepredict.lock"
+    write_lock(lock, weights=weights)
+    assert locked_weights(lock) == weights
+    bare = tmp_path / "bare.lock"
+    write_lock(bare)
+    with pytest.raises(SafePredictError, match="pins no weights"):
+        locked_weights(bare)
+
+
 # -- CLI -------------------------------------------------------------------------------------------
 
 
@@ -193,7 +233,7 @@ def test_check_offers_replay():
     from safepredict.cli import build_parser
 
     for _ in range(2):  # registering twice (two parsers in one process) must not break either
-        parser = build_parser()
+        parser = build_parser(["check"])
         sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
         args = sub.choices["check"].parse_args(["--replay"])
         assert args.replay is True

@@ -31,9 +31,11 @@ from typing import Any
 import attrs
 
 from safepredict.demo.data import DatasetSpec, SyntheticDataset, generate
+from safepredict.demo.seeding import train_threads
 
 FRAMEWORKS = ("detectron2", "mmdet")
-FIXTURE_REVISION = 1
+# 2: seeds and deterministic algorithms set for every trainer (demo/seeding.py).
+FIXTURE_REVISION = 2
 _VERSIONED = {
     "detectron2": ("torch", "torchvision", "sal-detectron2", "detectron2", "numpy", "opencv-python", "pillow"),
     "mmdet": ("torch", "torchvision", "mmcv", "mmengine", "mmdet", "numpy", "opencv-python"),
@@ -72,11 +74,11 @@ class Fixture:
 
 def _recipe(framework: str) -> Any:
     if framework == "detectron2":
-        from safepredict.frameworks.detectron2.train import Detectron2Recipe
+        from safepredict.demo.train_detectron2 import Detectron2Recipe
 
         return Detectron2Recipe()
     if framework == "mmdet":
-        from safepredict.frameworks.mmdet.train import MMDetRecipe
+        from safepredict.demo.train_mmdet import MMDetRecipe
 
         return MMDetRecipe()
     raise ValueError(f"unknown framework {framework!r}; expected one of {FRAMEWORKS}")
@@ -93,9 +95,18 @@ def _key(payload: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def fixtures_root() -> Path:
+    """Where trained fixtures are cached: ``$SAFEPREDICT_FIXTURES``, else ``<cache root>/fixtures``.
+
+    CI points it at an empty directory on every run, so it trains what a new machine trains.
+    """
+    env = os.environ.get("SAFEPREDICT_FIXTURES")
+    return Path(env) if env else cache_root() / "fixtures"
+
+
 def dataset_dir(spec: DatasetSpec) -> Path:
     key = _key({"spec": attrs.asdict(spec), "revision": FIXTURE_REVISION})
-    return cache_root() / "fixtures" / f"data-{key}"
+    return fixtures_root() / f"data-{key}"
 
 
 def fixture_dir(framework: str, spec: DatasetSpec = DatasetSpec()) -> Path:
@@ -107,7 +118,7 @@ def fixture_dir(framework: str, spec: DatasetSpec = DatasetSpec()) -> Path:
         "versions": {dist: _installed(dist) for dist in _VERSIONED[framework]},
         "revision": FIXTURE_REVISION,
     }
-    return cache_root() / "fixtures" / f"{framework}-{_key(payload)}"
+    return fixtures_root() / f"{framework}-{_key(payload)}"
 
 
 @contextmanager
@@ -172,6 +183,9 @@ def get_fixture(framework: str, spec: DatasetSpec = DatasetSpec(), *, log: Path 
                 raise RuntimeError(f"building the {framework} fixture failed (log {log_path}):\n{tail}")
             info = json.loads((tmp / "fixture.json").read_text())
             info["build_seconds"] = round(time.monotonic() - started, 1)
+            # Repeatable for one thread count, not across counts (demo/seeding.py); not in the key,
+            # so a test run with another setting reuses what scripts/test.sh built.
+            info["train_threads"] = train_threads()
             (tmp / "fixture.json").write_text(json.dumps(info, indent=2))
             shutil.rmtree(out, ignore_errors=True)
             tmp.rename(out)
@@ -181,13 +195,13 @@ def get_fixture(framework: str, spec: DatasetSpec = DatasetSpec(), *, log: Path 
 def _train_in_this_process(framework: str, data_root: Path, out: Path) -> None:
     dataset = generate(data_root)
     if framework == "detectron2":
-        from safepredict.frameworks.detectron2.train import train as train_d2
+        from safepredict.demo.train_detectron2 import train as train_d2
 
         metrics = train_d2(dataset, out)
         info = {"checkpoint": "model_final.pth", "config": "config.yaml", "metrics": metrics}
     else:
-        from safepredict.frameworks.mmdet.train import MMDetRecipe
-        from safepredict.frameworks.mmdet.train import train as train_mmdet
+        from safepredict.demo.train_mmdet import MMDetRecipe
+        from safepredict.demo.train_mmdet import train as train_mmdet
 
         metrics = train_mmdet(dataset, out)
         epochs = MMDetRecipe().max_epochs

@@ -7,6 +7,9 @@ the trained one, and a contract difference is measured by forcing the user's val
 ``overrides=``. Nothing here knows a framework: a probe only builds a :class:`SafePredictor`
 with other overrides, or feeds it other pixels.
 
+The predictors come from one :class:`Pipelines` per diagnosis, which builds each distinct pipeline
+(training contract plus overrides, or the user's config) once and hands it to every probe that asks.
+
 A probe's answer is a :class:`Run` per pipeline (the candidates of each image) and an
 :class:`Effect` between two runs: how confident the model is (mean best score per image), how many
 detections pass the threshold, and how many of the training pipeline's detections the other
@@ -27,14 +30,15 @@ import attrs
 import numpy as np
 
 from safepredict.detections import Detections
-from safepredict.diagnose.findings import Finding
 from safepredict.errors import SafePredictWarning
+from safepredict.findings import Finding
 from safepredict.images import LoadedImage
 
 __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "Effect",
+    "Pipelines",
     "Run",
     "build_predictor",
     "channel_order_probe",
@@ -302,6 +306,7 @@ def build_predictor(
     overrides: Mapping[str, Any] | None = None,
     class_names: Sequence[str] | None = None,
     device: str = "cpu",
+    trust: bool = False,
 ) -> Any:
     """A monitor-less SafePredictor, built quietly (its warnings become findings elsewhere)."""
     from safepredict.predictor import SafePredictor
@@ -315,7 +320,99 @@ def build_predictor(
             overrides=dict(overrides) if overrides else None,
             class_names=class_names,
             monitor=False,
+            trust=trust,
         )
+
+
+def _frozen(value: Any) -> Any:
+    """``value`` as a hashable key part: sequences as tuples, numpy values as Python ones."""
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    if isinstance(value, (list, tuple)):
+        return tuple(_frozen(v) for v in value)
+    return value
+
+
+class Pipelines:
+    """The predictors of one diagnosis: each distinct pipeline built once, then reused by every probe.
+
+    A pipeline is the training contract with ``overrides`` forced through and, for the user's whole
+    pipeline, the user's ``config`` (its post-processing honoured). Building one reads the artifact,
+    builds the model and loads the checkpoint, and checks ask for the same pipeline again (the
+    training contract; the user's mean/std when it is ImageNet's, which the normalisation probe
+    tries too): ``pipelines(overrides)`` builds it once, and :meth:`run` also passes it over the
+    same images once. The predictors live as long as this object: keep one per diagnosis, not
+    longer, since each holds a model.
+    """
+
+    def __init__(
+        self,
+        checkpoint: str | os.PathLike[str],
+        *,
+        training_config: Any = None,
+        class_names: Sequence[str] | None = None,
+        device: str = "cpu",
+        trust: bool = False,
+    ) -> None:
+        self.checkpoint = checkpoint
+        self.trust = trust
+        self.training_config = training_config
+        self.class_names = None if class_names is None else tuple(class_names)
+        self.device = device
+        self._built: dict[tuple[Any, ...], Any] = {}
+        self._runs: dict[tuple[Any, ...], tuple[tuple[LoadedImage, ...], Run]] = {}
+        self._configs: list[Any] = []  # config objects keyed by id(): kept alive so no id is reused
+
+    def __call__(self, overrides: Mapping[str, Any] | None = None, *, user_config: Any = None) -> Any:
+        """The predictor of this pipeline, built on first request (quietly: see :func:`build_predictor`)."""
+        key = self._key(overrides, user_config)
+        predictor = self._built.get(key)
+        if predictor is None:
+            predictor = build_predictor(
+                self.checkpoint,
+                training_config=self.training_config,
+                config=user_config,
+                overrides=overrides,
+                class_names=self.class_names,
+                device=self.device,
+                trust=self.trust,
+            )
+            self._built[key] = predictor
+        return predictor
+
+    def run(
+        self,
+        images: Sequence[LoadedImage],
+        label: str,
+        overrides: Mapping[str, Any] | None = None,
+        *,
+        user_config: Any = None,
+    ) -> Run:
+        """This pipeline's :class:`Run` over ``images``, labelled ``label``; each pipeline passes each image set once.
+
+        Image sets are told apart by the identity of their images: the probes pass the images
+        one diagnosis decoded, or the first few of them.
+        """
+        key = (self._key(overrides, user_config), tuple(id(image) for image in images))
+        cached = self._runs.get(key)
+        if cached is None:
+            # The images are kept with their run: an id is only unique while its object lives.
+            cached = (tuple(images), run_pipeline(self(overrides, user_config=user_config), images, label))
+            self._runs[key] = cached
+        run = cached[1]
+        return run if run.label == label else attrs.evolve(run, label=label)
+
+    def _key(self, overrides: Mapping[str, Any] | None, config: Any) -> tuple[Any, ...]:
+        return (self._config_key(config), tuple(sorted((k, _frozen(v)) for k, v in (overrides or {}).items())))
+
+    def _config_key(self, config: Any) -> Any:
+        if config is None:
+            return None
+        if isinstance(config, (str, os.PathLike)):
+            return ("file", os.path.abspath(os.fspath(config)))
+        if not any(c is config for c in self._configs):
+            self._configs.append(config)
+        return ("object", id(config))
 
 
 def run_pipeline(predictor: Any, images: Sequence[LoadedImage], label: str, *, swap: bool = False) -> Run:
@@ -357,7 +454,7 @@ def channel_order_probe(predictor: Any, images: Sequence[LoadedImage], base: Run
             code="probe.channel_order",
             severity="error",
             subject="input_format",
-            title=(
+            message=(
                 f"the model is far more confident with red and blue swapped: these images look {other}, "
                 f"the model was trained on {contract.input_format} ({key})"
             ),
@@ -377,7 +474,7 @@ def channel_order_probe(predictor: Any, images: Sequence[LoadedImage], base: Run
             code="probe.channel_order",
             severity="info",
             subject="input_format",
-            title=(
+            message=(
                 f"channel order is right: the model is more confident on the images as given ({contract.input_format})"
                 if sensitive
                 else "the model's confidence barely depends on the channel order of these images"
@@ -393,11 +490,8 @@ def _close(a: Sequence[float], b: Sequence[float], tol: float = 0.5) -> bool:
     return len(a) == len(b) and all(abs(x - y) <= tol for x, y in zip(a, b, strict=True))
 
 
-def normalisation_probe(make: Any, images: Sequence[LoadedImage], base: Run, contract: Any) -> ProbeResult:
-    """The training mean/std against ImageNet's defaults: which one is the model confident with?
-
-    ``make(overrides)`` builds a predictor with those overrides on the training contract.
-    """
+def normalisation_probe(pipelines: Pipelines, images: Sequence[LoadedImage], base: Run, contract: Any) -> ProbeResult:
+    """The training mean/std against ImageNet's defaults: which one is the model confident with?"""
     order = contract.input_format
     mean, std = IMAGENET_MEAN[order], IMAGENET_STD[order]
     if _close(contract.pixel_mean, mean) and _close(contract.pixel_std, std, 0.05):
@@ -405,13 +499,12 @@ def normalisation_probe(make: Any, images: Sequence[LoadedImage], base: Run, con
             code="probe.normalisation",
             severity="info",
             subject="normalisation",
-            title="the model was trained with ImageNet's mean/std: a default config normalises the same way",
+            message="the model was trained with ImageNet's mean/std: a default config normalises the same way",
             evidence=f"training mean {list(contract.pixel_mean)}, std {list(contract.pixel_std)} ({order} order)",
             impact=0.0,
         )
         return ProbeResult("normalisation", (finding,), (), {"skipped": "training uses ImageNet statistics"})
-    predictor = make({"pixel_mean": mean, "pixel_std": std})
-    imagenet = run_pipeline(predictor, images, "ImageNet mean/std")
+    imagenet = pipelines.run(images, "ImageNet mean/std", {"pixel_mean": mean, "pixel_std": std})
     effect = compare(base, imagenet)
     where = f"{contract.key('pixel_mean')} / {contract.key('pixel_std')}"
     numbers = (
@@ -426,7 +519,7 @@ def normalisation_probe(make: Any, images: Sequence[LoadedImage], base: Run, con
             code="probe.normalisation",
             severity="warning",
             subject="normalisation",
-            title=(
+            message=(
                 "the model is more confident with ImageNet's mean/std than with its training config's: "
                 "the config may not be the one the checkpoint was trained with"
             ),
@@ -440,7 +533,7 @@ def normalisation_probe(make: Any, images: Sequence[LoadedImage], base: Run, con
             code="probe.normalisation",
             severity="info",
             subject="normalisation",
-            title=(
+            message=(
                 f"the model depends on its training mean/std: ImageNet's defaults keep {effect.agreement:.0%} "
                 "of its detections"
             ),
@@ -479,7 +572,7 @@ def trained_size(contract: Any) -> int | None:
     return None
 
 
-def resize_probe(make: Any, images: Sequence[LoadedImage], base: Run, contract: Any) -> ProbeResult:
+def resize_probe(pipelines: Pipelines, images: Sequence[LoadedImage], base: Run, contract: Any) -> ProbeResult:
     """Scores against the test size, around the trained one: is the trained size the model's best?"""
     size0 = trained_size(contract)
     if size0 is None:
@@ -487,7 +580,7 @@ def resize_probe(make: Any, images: Sequence[LoadedImage], base: Run, contract: 
             code="probe.resize",
             severity="info",
             subject="resize",
-            title="the test pipeline does not resize: nothing to probe",
+            message="the test pipeline does not resize: nothing to probe",
             evidence=contract.resize.describe(),
             impact=0.0,
         )
@@ -502,7 +595,7 @@ def resize_probe(make: Any, images: Sequence[LoadedImage], base: Run, contract: 
         if made is None:
             continue
         overrides, size = made
-        run = run_pipeline(make(overrides), images, f"test size {size}")
+        run = pipelines.run(images, f"test size {size}", overrides)
         runs.append(run)
         curve.append({"size": size, "factor": factor, **run.summary(base.threshold)})
     curve.sort(key=lambda point: point["size"])
@@ -524,7 +617,7 @@ def resize_probe(make: Any, images: Sequence[LoadedImage], base: Run, contract: 
             code="probe.resize",
             severity="warning",
             subject="resize",
-            title=(
+            message=(
                 f"the model is more confident at test size {point['size']} than at its trained {size0}: "
                 "objects in these images may be at another scale than in training"
             ),
@@ -541,7 +634,7 @@ def resize_probe(make: Any, images: Sequence[LoadedImage], base: Run, contract: 
             code="probe.resize",
             severity="info",
             subject="resize",
-            title=f"the trained test size ({size0} px, {key}) is the best of those tried",
+            message=f"the trained test size ({size0} px, {key}) is the best of those tried",
             evidence=text,
             impact=0.0,
             data=data,
@@ -580,7 +673,7 @@ def threshold_probe(base: Run, threshold: float, threshold_key: str) -> ProbeRes
             code="probe.threshold",
             severity="info",
             subject="score_threshold",
-            title=f"every image has a detection above the score threshold {threshold:g}, or no candidate at all",
+            message=f"every image has a detection above the score threshold {threshold:g}, or no candidate at all",
             evidence=f"{n - empty} of {n} image(s) have detections above {threshold:g} ({threshold_key})",
             impact=0.0,
             data=data,
@@ -596,7 +689,7 @@ def threshold_probe(base: Run, threshold: float, threshold_key: str) -> ProbeRes
             code="probe.threshold",
             severity="warning",
             subject="score_threshold",
-            title=f"half or more of the images have nothing above {threshold:g}, with candidates close below it",
+            message=f"half or more of the images have nothing above {threshold:g}, with candidates close below it",
             evidence=evidence,
             fix=(
                 f"look at the other findings first (a preprocessing mistake lowers every score); if the images are "
@@ -610,7 +703,7 @@ def threshold_probe(base: Run, threshold: float, threshold_key: str) -> ProbeRes
             code="probe.threshold",
             severity="info",
             subject="score_threshold",
-            title=f"some candidates wait below the score threshold {threshold:g}",
+            message=f"some candidates wait below the score threshold {threshold:g}",
             evidence=evidence,
             fix=f"lower {threshold_key} only if those objects matter and false detections are acceptable",
             impact=0.0,

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from safepredict.diagnose.findings import Finding
 from safepredict.diagnose.probes import Run
+from safepredict.findings import Finding
 from safepredict.monitor import stats
 
 __all__ = ["ALPHA", "reference_findings"]
@@ -53,7 +53,7 @@ def reference_findings(
                 code="outputs.reference",
                 severity="info",
                 subject="score_threshold",
-                title=(
+                message=(
                     f"the reference profile was captured at score threshold {reference.score_threshold:g}, "
                     f"the training contract's is {base.threshold:g}"
                 ),
@@ -94,7 +94,7 @@ def _input_findings(reference: Any, table: np.ndarray, data: dict[str, Any]) -> 
                     code="inputs.reference",
                     severity="warning",
                     subject=name,
-                    title=f"the images are {words} than the validation images of the reference profile",
+                    message=f"the images are {words} than the validation images of the reference profile",
                     evidence=(
                         f"{count} of {n} image(s) have {name} {side} {bound:.3g}, the reference's "
                         f"{_TAIL:g}..{1 - _TAIL:g} quantile range being {lo:.3g}..{hi:.3g} over {n_ref} images "
@@ -139,7 +139,7 @@ def _colour_finding(reference: Any, table: np.ndarray, data: dict[str, Any]) -> 
             code="inputs.reference",
             severity="warning",
             subject="input_format",
-            title="the images' mean colour matches the reference with red and blue swapped",
+            message="the images' mean colour matches the reference with red and blue swapped",
             evidence=(
                 f"mean colour of these images R {means[0]:.0f}, G {means[1]:.0f}, B {means[2]:.0f}; reference "
                 f"R {ref_means[0]:.0f}, G {ref_means[1]:.0f}, B {ref_means[2]:.0f} (distance {d_same:.1f}, "
@@ -178,7 +178,9 @@ def _output_findings(reference: Any, base: Run, data: dict[str, Any]) -> list[Fi
                 code="outputs.reference",
                 severity="warning",
                 subject="empty_rate",
-                title=f"{empty} of {n} image(s) have no detection, against {reference.empty_rate:.0%} in the reference",
+                message=(
+                    f"{empty} of {n} image(s) have no detection, against {reference.empty_rate:.0%} in the reference"
+                ),
                 evidence=(
                     f"at threshold {threshold:g}: {empty} of {n} image(s) empty; the reference's empty rate is "
                     f"{reference.empty_rate:.1%} over {reference.n_images} images (p = {p_empty:.2g})"
@@ -194,7 +196,7 @@ def _output_findings(reference: Any, base: Run, data: dict[str, Any]) -> list[Fi
                 code="outputs.reference",
                 severity="warning",
                 subject="scores",
-                title="the model is much less confident on these images than on the reference's",
+                message="the model is much less confident on these images than on the reference's",
                 evidence=(
                     f"{low} of {n} image(s) have a best score below {low_q:.3f}, the reference's 5 % quantile "
                     f"(p = {p_low:.2g}); median best score {float(np.median(tops)):.3f} against {ref_median:.3f}"

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from safepredict.detections import Detections
-from safepredict.diagnose.findings import CODES
+from safepredict.findings import DIAGNOSE_CODES
 
 __all__ = ["draw_detections", "histogram_chart", "render_html", "write_report"]
 
@@ -227,8 +227,8 @@ def _findings_table(findings: Sequence[Any]) -> str:
         colour = _SEVERITY_CSS[f.severity]
         rows.append(
             f"<tr><td>{i}</td><td><span class='sev' style='background:{colour}'>{_e(f.severity)}</span></td>"
-            f"<td><b>{_e(f.title)}</b><br><code>{_e(f.code)}</code> · {_e(f.subject)}<br>"
-            f"<small>{_e(CODES.get(f.code, ''))}</small></td>"
+            f"<td><b>{_e(f.message)}</b><br><code>{_e(f.code)}</code> · {_e(f.subject)}<br>"
+            f"<small>{_e(DIAGNOSE_CODES.get(f.code, ''))}</small></td>"
             f"<td><pre>{_e(f.evidence)}</pre></td><td>{_e(f.fix)}</td></tr>"
         )
     rows.append("</table>")

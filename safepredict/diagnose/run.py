@@ -2,8 +2,15 @@
 
 The order is cheapest first: the environment against the lock and the training contract against
 the user's config need no model; then one SafePredictor on the training contract (a checkpoint
-that does not fit its architecture stops here, as the top finding); then the probes, each
-building a predictor with other ``overrides=`` only where it must.
+that does not fit its architecture stops here, as the top finding); then the probes. Every
+predictor comes from one :class:`~safepredict.diagnose.probes.Pipelines`, so each distinct
+pipeline (training contract plus overrides) is built once however many checks ask for it.
+
+This module is the orchestration; the findings themselves are made by
+:mod:`~safepredict.diagnose.environment_findings` (the lock),
+:mod:`~safepredict.diagnose.contract_findings` (the contract, the checkpoint's fit, training progress),
+:mod:`~safepredict.diagnose.probes` (the model on the images) and
+:mod:`~safepredict.diagnose.reference` (the images and outputs against a reference profile).
 """
 
 from __future__ import annotations
@@ -18,45 +25,37 @@ from typing import Any
 import attrs
 import numpy as np
 
-from safepredict.contract import Discrepancy, TrainingArtifact, discover
-from safepredict.diagnose.findings import Finding, jsonable, rank, worst
+from safepredict.diagnose.contract_findings import (
+    checkpoint_finding,
+    contract_findings,
+    trap_findings,
+    undertraining_findings,
+    unmeasured_contract_findings,
+)
+from safepredict.diagnose.environment_findings import environment_findings
 from safepredict.diagnose.probes import (
+    Pipelines,
     ProbeResult,
     Run,
-    build_predictor,
     channel_order_probe,
     compare,
     normalisation_probe,
-    quiet_construction,
     resize_probe,
-    run_pipeline,
     threshold_probe,
 )
+from safepredict.diagnose.ranking import rank, worst
 from safepredict.diagnose.reference import reference_findings
 from safepredict.errors import CheckpointMismatchError, InputError, SafePredictError, TrainingArtifactNotFound
+from safepredict.findings import Finding, jsonable
+from safepredict.folder import collect_images
+from safepredict.frameworks.artifact import discover
 from safepredict.images import LoadedImage
 
 logger = logging.getLogger("safepredict")
 
-__all__ = ["DEFAULT_MAX_IMAGES", "Diagnosis", "collect_images", "diagnose"]
+__all__ = ["DEFAULT_MAX_IMAGES", "Diagnosis", "diagnose", "sample"]
 
 DEFAULT_MAX_IMAGES = 8
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
-
-# Which contract fields are measured together (one predictor per group).
-_GROUPS = {
-    "input_format": "colour order",
-    "pixel_mean": "normalisation",
-    "pixel_std": "normalisation",
-    "pad_divisor": "padding",
-    "pad_value": "padding",
-    "nms_iou": "nms_iou",
-    "max_detections": "max_detections",
-}
-# A preprocessing difference that changes fewer detections than this is reported as a warning only.
-_MEASURABLE = 0.05
-# A post-processing difference that changes at least this share of detections is an error.
-_SEVERE = 0.5
 
 
 @attrs.frozen(eq=False)
@@ -118,171 +117,12 @@ class Diagnosis:
         }
 
 
-# --------------------------------------------------------------------------- inputs
-
-
-def collect_images(inputs: Iterable[str | os.PathLike[str]], *, recursive: bool = False) -> list[Path]:
-    """Image files named directly or found in folders (sorted per folder); InputError if none."""
-    found: list[Path] = []
-    for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            pattern = "**/*" if recursive else "*"
-            found.extend(sorted(q for q in path.glob(pattern) if q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES))
-        elif path.is_file():
-            found.append(path)
-        else:
-            raise InputError(f"no such image or folder: {path}", found=str(path), fix="check the path")
-    if not found:
-        raise InputError(
-            "no images to look at", found=[str(i) for i in inputs], fix="pass image files or folders of images"
-        )
-    return found
-
-
 def sample(paths: Sequence[Path], limit: int | None) -> list[Path]:
     """At most ``limit`` paths, spread evenly over the list (reproducible)."""
     if limit is None or len(paths) <= limit:
         return list(paths)
     idx = np.linspace(0, len(paths) - 1, limit).round().astype(int)
     return [paths[i] for i in sorted(set(idx.tolist()))]
-
-
-# --------------------------------------------------------------------------- findings without a model
-
-
-def environment_findings(lock: str | os.PathLike[str], checkpoint: Path) -> tuple[list[Finding], dict[str, Any]]:
-    """One finding per lock entry that differs from the running environment."""
-    from safepredict.lock import check_lock
-
-    report = check_lock(lock, weights=checkpoint)
-    findings = []
-    for m in report.mismatches:
-        found = "absent" if m.found is None else m.found
-        locked = "absent" if m.locked is None else m.locked
-        findings.append(
-            Finding(
-                code="environment.mismatch",
-                severity="error" if m.key == "files.weights" else "warning",
-                subject=m.key,
-                title=f"{m.key}: locked {locked}, running {found}",
-                evidence=(
-                    f"the lock {report.lock_path} says {m.key} = {locked} (rule {m.rule}: "
-                    f"{m.requirement or m.rule}); here it is {found} ({m.source or 'running environment'}). "
-                    f"Consequence: {m.consequence}"
-                ),
-                fix=m.fix,
-                data=m.to_dict(),
-            )
-        )
-    for u in report.unverified:
-        findings.append(
-            Finding(
-                code="environment.unverified",
-                severity="info",
-                subject=u.key,
-                title=f"{u.key} could not be checked here",
-                evidence=u.describe(),
-                data=u.to_dict(),
-            )
-        )
-    return findings, report.to_dict()
-
-
-def _group(d: Discrepancy) -> str:
-    if d.key.startswith("resize."):
-        return "resize"
-    return _GROUPS.get(d.key, d.key)
-
-
-def _value(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:g}"
-    if isinstance(value, (tuple, list)):
-        return "(" + ", ".join(_value(v) for v in value) + ")"
-    return repr(value) if isinstance(value, str) else str(value)
-
-
-def _difference(d: Discrepancy) -> str:
-    """A difference's values and where each was read, without its fix (the finding carries that)."""
-    what = f" ({d.message})" if d.message else ""
-    return (
-        f"{d.key}{what}: training {_value(d.training)} ({d.training_source}); "
-        f"yours {_value(d.inference)} ({d.inference_source})"
-    )
-
-
-def _contract_text(ds: Sequence[Discrepancy]) -> str:
-    return "\n".join(_difference(d) for d in ds)
-
-
-def undertraining_findings(artifact: TrainingArtifact) -> list[Finding]:
-    from safepredict.monitor import undertraining_hint
-
-    progress = artifact.training_contract.progress
-    if progress is None:
-        return []
-    hint = undertraining_hint(
-        progress.iteration, progress.max_iter, epoch=progress.epoch, max_epochs=progress.max_epochs
-    )
-    if hint is None:
-        return []
-    return [
-        Finding(
-            code="training.undertrained",
-            severity=hint.severity,
-            subject="progress",
-            title=f"the checkpoint is from {hint.evidence['unit']} {hint.evidence['done']} of {hint.evidence['total']}",
-            evidence=hint.message,
-            fix="use the final checkpoint of the run (model_final.pth / the last epoch), or train to the end",
-            impact=None,
-            data=dict(hint.evidence),
-        )
-    ]
-
-
-def trap_findings(artifact: TrainingArtifact) -> list[Finding]:
-    return [
-        Finding(
-            code="contract.trap",
-            severity=d.severity,
-            subject=d.key,
-            title=d.message or f"trap at {d.framework_key}",
-            evidence=f"{d.message} (at {d.training_source})",
-            fix=d.fix,
-            data={"key": d.key, "framework_key": d.framework_key, "training_source": d.training_source},
-        )
-        for d in artifact.discrepancies
-        if d.category == "internal"
-    ]
-
-
-def checkpoint_finding(exc: CheckpointMismatchError, training_source: str) -> Finding:
-    problems = exc.found if isinstance(exc.found, list) else []
-    kinds = {getattr(p, "kind", "?") for p in problems}
-    meaning = exc.fix or str(exc)
-    subjects = []
-    if "classes" in meaning:
-        subjects.append("num_classes")
-    if "ResNet-" in meaning or "backbone" in meaning:
-        subjects.append("backbone")
-    return Finding(
-        code="checkpoint.architecture",
-        severity="error",
-        subject=", ".join(subjects) or "architecture",
-        title=f"the checkpoint does not fit the model its training config builds: {meaning}",
-        evidence=(
-            f"{len(problems)} parameter(s) do not fit ({', '.join(sorted(kinds))}) when the checkpoint is loaded into "
-            f"the model built from {training_source}. Detectron2 and MMDetection would only log this and keep random "
-            f"weights for them: garbage detections.\n{exc.message}"
-        ),
-        fix=(
-            f"{meaning}; or pass the config the checkpoint was really trained with "
-            "(--training-config, or put its config.yaml beside the checkpoint)"
-        ),
-        impact=1.0,
-        data={"problems": [attrs.asdict(p) for p in problems[:50]], "n_problems": len(problems)},
-    )
 
 
 # --------------------------------------------------------------------------- the run
@@ -319,6 +159,7 @@ def diagnose(
     max_images: int | None = DEFAULT_MAX_IMAGES,
     recursive: bool = False,
     probes: bool = True,
+    trust: bool = False,
 ) -> Diagnosis:
     """Run every check on ``checkpoint`` and ``images`` (files or folders); return ranked findings.
 
@@ -327,6 +168,7 @@ def diagnose(
     ``lock`` an environment lock; ``reference`` a ReferenceProfile or its path (default: the
     ``safepredict-profile.json`` beside the checkpoint, if there is one). ``max_images`` images are
     sampled evenly from the inputs. ``probes=False`` runs only the checks that need no prediction.
+    ``trust`` runs the framework's own config loaders (see docs/security.md).
     """
     timer = _Timer()
     checkpoint = Path(checkpoint)
@@ -343,19 +185,19 @@ def diagnose(
 
     with timer("contract"):
         try:
-            artifact = discover(checkpoint, config=config, training_config=training_config)
+            artifact = discover(checkpoint, config=config, training_config=training_config, trust=trust)
         except TrainingArtifactNotFound as exc:
             if config is None or training_config is not None:
                 raise
             # The user's config is all there is: take it as the training config and say so.
             training_config, config = config, None
-            artifact = discover(checkpoint, training_config=training_config)
+            artifact = discover(checkpoint, training_config=training_config, trust=trust)
             findings.append(
                 Finding(
                     code="contract.no_training_config",
                     severity="warning",
                     subject="training config",
-                    title="no training config beside the checkpoint: your --config was taken as the training config",
+                    message="no training config beside the checkpoint: your --config was taken as the training config",
                     evidence=exc.message,
                     fix=exc.fix or "pass the config the model was trained with as --training-config",
                 )
@@ -370,22 +212,15 @@ def diagnose(
     if ref is not None:
         data["reference"] = {"source": ref_source, "images": ref.n_images}
 
-    def make(overrides: dict[str, Any] | None = None, *, user_config: Any = None) -> Any:
-        return build_predictor(
-            checkpoint,
-            training_config=training_config,
-            config=user_config,
-            overrides=overrides,
-            class_names=names,
-            device=device,
-        )
-
+    pipelines = Pipelines(
+        checkpoint, training_config=training_config, class_names=names, device=device, trust=trust
+    )
     with timer("load"):
         try:
-            predictor = make()
+            predictor = pipelines()
         except CheckpointMismatchError as exc:
             findings.append(checkpoint_finding(exc, artifact.training_source))
-            findings += _unmeasured_contract_findings(user_diffs, contract)
+            findings += unmeasured_contract_findings(user_diffs, contract)
             return Diagnosis(
                 checkpoint,
                 framework,
@@ -397,7 +232,7 @@ def diagnose(
             )
     names = predictor.class_names
     if not probes:
-        findings += _unmeasured_contract_findings(user_diffs, contract)
+        findings += unmeasured_contract_findings(user_diffs, contract)
         return Diagnosis(
             checkpoint,
             framework,
@@ -413,12 +248,12 @@ def diagnose(
     with timer("decode"):
         loaded: list[LoadedImage] = [predictor.load(p) for p in paths]
     with timer("training pipeline"):
-        base = run_pipeline(predictor, loaded, "training contract")
+        base = pipelines.run(loaded, "training contract")
     data["training_pipeline"] = base.summary()
     views: list[Run] = [base]
 
     with timer("contract differences"):
-        measured, user_run = _contract_findings(user_diffs, contract, base, loaded, make, config)
+        measured, user_run = contract_findings(user_diffs, contract, base, loaded, pipelines, config)
     findings += measured
     if user_run is not None:
         views.append(user_run)
@@ -428,9 +263,9 @@ def diagnose(
     with timer("channel order"):
         probe_results.append(channel_order_probe(predictor, loaded, base))
     with timer("normalisation"):
-        probe_results.append(_guard("normalisation", lambda: normalisation_probe(make, loaded, base, contract)))
+        probe_results.append(_guard("normalisation", lambda: normalisation_probe(pipelines, loaded, base, contract)))
     with timer("resize"):
-        probe_results.append(_guard("resize", lambda: resize_probe(make, loaded, base, contract)))
+        probe_results.append(_guard("resize", lambda: resize_probe(pipelines, loaded, base, contract)))
     threshold = user_run.threshold if user_run is not None else base.threshold
     key = predictor.threshold_key
     with timer("threshold"):
@@ -469,7 +304,7 @@ def _guard(name: str, probe: Callable[[], ProbeResult]) -> ProbeResult:
             code="probe.failed",
             severity="info",
             subject=name,
-            title=f"the {name} probe could not run",
+            message=f"the {name} probe could not run",
             evidence=str(exc),
         )
         return ProbeResult(name, (finding,), (), {"failed": str(exc)})
@@ -494,192 +329,3 @@ def _reference(reference: Any, checkpoint: Path) -> tuple[Any, str | None]:
             fix="capture one with `safepredict profile CHECKPOINT VALIDATION_FOLDER`",
         )
     return ReferenceProfile.load(path), str(path)
-
-
-# --------------------------------------------------------------------------- contract differences
-
-
-def _unmeasured_contract_findings(diffs: Sequence[Discrepancy], contract: Any) -> list[Finding]:
-    """Contract differences as findings, without measuring them (no model could be built)."""
-    out = []
-    for d in diffs:
-        code = {"architecture": "contract.architecture", "postprocessing": "contract.postprocessing"}.get(
-            d.category, "contract.preprocessing"
-        )
-        out.append(
-            Finding(
-                code=code,
-                severity=d.severity,
-                subject=d.key,
-                title=f"your config's {d.key} differs from training ({d.framework_key})",
-                evidence=_difference(d),
-                fix=d.fix,
-                data=_discrepancy_data(d),
-            )
-        )
-    return out
-
-
-def _discrepancy_data(d: Discrepancy) -> dict[str, Any]:
-    return {
-        "key": d.key,
-        "framework_key": d.framework_key,
-        "training": d.training,
-        "inference": d.inference,
-        "training_source": d.training_source,
-        "inference_source": d.inference_source,
-    }
-
-
-def _contract_findings(
-    diffs: Sequence[Discrepancy],
-    contract: Any,
-    base: Run,
-    images: Sequence[LoadedImage],
-    make: Callable[..., Any],
-    config: Any,
-) -> tuple[list[Finding], Run | None]:
-    """Contract differences, each measured on the images; and the user's whole pipeline, if it differs."""
-    findings: list[Finding] = []
-    groups: dict[str, list[Discrepancy]] = {}
-    threshold_diff: Discrepancy | None = None
-    architecture: list[Discrepancy] = []
-    for d in diffs:
-        if d.key == "score_threshold":
-            threshold_diff = d
-        elif d.category == "architecture":
-            architecture.append(d)
-        else:
-            groups.setdefault(_group(d), []).append(d)
-    runs: dict[str, Run] = {}
-    for name, members in groups.items():
-        overrides = {d.key: d.inference for d in members}
-        label = f"your {name}"
-        try:
-            run = run_pipeline(make(overrides), images, label)
-        except SafePredictError as exc:
-            findings += [
-                attrs.evolve(f, evidence=f"{f.evidence}\n(not measured: {exc.message})")
-                for f in _unmeasured_contract_findings(members, contract)
-            ]
-            continue
-        runs[name] = run
-        effect = compare(base, run)
-        findings.append(_measured_finding(name, members, effect))
-    if architecture:
-        findings += _architecture_findings(architecture, make)
-    if threshold_diff is not None:
-        findings.append(_threshold_finding(threshold_diff, base))
-
-    if not groups and threshold_diff is None:
-        return findings, None
-    user_threshold = float(threshold_diff.inference) if threshold_diff is not None else base.threshold
-    if len(runs) == 1 and len(groups) == 1:
-        (run,) = runs.values()
-        return findings, run.with_threshold(user_threshold, "your config")
-    if not groups:
-        return findings, base.with_threshold(user_threshold, "your config")
-    overrides = {d.key: d.inference for members in groups.values() for d in members if d.category == "preprocessing"}
-    try:
-        with quiet_construction():
-            user = run_pipeline(make(overrides, user_config=config), images, "your config")
-    except SafePredictError as exc:
-        logger.info("diagnose: your whole pipeline could not be built: %s", exc)
-        return findings, None
-    return findings, user
-
-
-def _measured_finding(name: str, members: Sequence[Discrepancy], effect: Any) -> Finding:
-    first = members[0]
-    post = first.category == "postprocessing"
-    impact = effect.impact
-    if post:
-        severity = "error" if impact >= _SEVERE else "warning"
-    else:
-        severity = "error" if impact >= _MEASURABLE else "warning"
-    keys = ", ".join(d.framework_key for d in members)
-    what = {
-        "colour order": "colour order",
-        "normalisation": "mean/std",
-        "resize": "test size",
-        "padding": "padding",
-    }.get(name, name)
-    measured = effect.describe("training contract", f"with your {what}")
-    if impact < _MEASURABLE:
-        measured += " — no measurable effect on these images, but other images can differ"
-    return Finding(
-        code="contract.postprocessing" if post else "contract.preprocessing",
-        severity=severity,
-        subject=name if name in ("normalisation", "resize", "padding") else first.key,
-        title=(
-            f"your config's {what} ({keys}) differs from training: "
-            f"{effect.agreement:.0%} of the training pipeline's detections survive it"
-        ),
-        evidence=_contract_text(members) + "\nmeasured: " + measured,
-        fix="; ".join(dict.fromkeys(d.fix for d in members)),
-        impact=impact,
-        data={"discrepancies": [_discrepancy_data(d) for d in members], "effect": effect.to_json()},
-    )
-
-
-def _threshold_finding(d: Discrepancy, base: Run) -> Finding:
-    train_t, user_t = float(d.training), float(d.inference)
-    n_train, n_user = base.detections(train_t), base.detections(user_t)
-    if user_t > train_t:
-        changed = n_train - n_user
-        impact = changed / n_train if n_train else 0.0
-        words = f"hides {changed} of the {n_train} detections training evaluation counted"
-    else:
-        changed = n_user - n_train
-        impact = changed / n_user if n_user else 0.0
-        words = f"adds {changed} detections below what training evaluation counted ({n_user} instead of {n_train})"
-    severity = "error" if impact >= _SEVERE else "warning"
-    return Finding(
-        code="contract.postprocessing",
-        severity=severity,
-        subject="score_threshold",
-        title=f"your score threshold {user_t:g} ({d.framework_key}) {words} at {train_t:g}",
-        evidence=_difference(d)
-        + f"\nmeasured on these images: {n_user} detection(s) at {user_t:g}, {n_train} at {train_t:g}",
-        fix=d.fix,
-        impact=round(impact, 4),
-        data={**_discrepancy_data(d), "detections_at_training": n_train, "detections_at_yours": n_user},
-    )
-
-
-def _architecture_findings(diffs: Sequence[Discrepancy], make: Callable[..., Any]) -> list[Finding]:
-    """Architecture differences; what loading the checkpoint into the user's model would do is tried."""
-    buildable = {
-        d.key: d.inference for d in diffs if d.key in ("depth", "num_classes", "backbone", "meta_architecture")
-    }
-    outcome = ""
-    if buildable:
-        try:
-            with quiet_construction():
-                make(buildable)
-            outcome = "the checkpoint loads into the model your config builds"
-        except CheckpointMismatchError as exc:
-            outcome = f"loading the checkpoint into the model your config builds fails: {exc.fix or exc.message}"
-        except Exception as exc:  # noqa: BLE001 - any framework error building that model is the evidence
-            outcome = (
-                f"the model your config describes cannot be built around the checkpoint: {type(exc).__name__}: {exc}"
-            )
-    findings = []
-    for d in diffs:
-        severity = d.severity
-        findings.append(
-            Finding(
-                code="contract.architecture",
-                severity=severity,
-                subject=d.key,
-                title=(
-                    f"your config's {d.key} is {d.inference!r}, the checkpoint was trained with {d.training!r} "
-                    f"({d.framework_key})"
-                ),
-                evidence=_difference(d) + (f"\ntried: {outcome}" if outcome and d.key in buildable else ""),
-                fix=d.fix,
-                impact=1.0 if d.key in buildable else 0.0,
-                data=_discrepancy_data(d),
-            )
-        )
-    return findings

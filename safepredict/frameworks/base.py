@@ -19,13 +19,15 @@ import numpy as np
 
 from safepredict._logging import warn
 from safepredict.detections import Detections
-from safepredict.errors import CheckpointMismatchError
+from safepredict.errors import CheckpointMismatchError, FrameworkNotInstalled
 from safepredict.images import LoadedImage
 
 # Candidates are kept down to this score (or the threshold, if lower) so the monitor can see a
-# collapse below the threshold. Lowering the threshold before NMS does not change the detections
-# above it: per-class NMS only lets a higher-scoring box suppress a lower one, and the top-k cap
-# keeps the highest scores.
+# collapse below the threshold. Where the threshold is a test on the final score before NMS,
+# lowering it does not change the detections above it: per-class NMS only lets a higher-scoring
+# box suppress a lower one, and the top-k caps (pre-NMS per level, per image) keep the highest
+# scores. Where it is not (an FCOS/ATSS head tests the class score, then multiplies it by its
+# centerness), the adapter leaves the threshold alone and the model's output is final as it is.
 CANDIDATE_SCORE_FLOOR = 0.01
 
 
@@ -48,18 +50,35 @@ def _path_parts(key: str) -> list[str]:
     return [p for p in re.split(r"\.|\[(\d+)\]", key) if p]
 
 
+def _is_index(node: Any, part: str) -> bool:
+    # Lists of every config library (list, tuple, omegaconf ListConfig) are indexed by number.
+    return part.isdigit() and not isinstance(node, Mapping) and hasattr(node, "__getitem__")
+
+
+def _step(node: Any, part: str) -> Any:
+    return node[int(part)] if _is_index(node, part) else node[part]
+
+
+def config_value(cfg: Any, key: str) -> Any:
+    """The value at ``key`` (``A.B.C``, ``a.b[1].c``) of a yacs CfgNode, an mmengine Config or a dict."""
+    node = cfg
+    for part in _path_parts(key):
+        node = _step(node, part)
+    return node
+
+
 def set_config_value(cfg: Any, key: str, value: Any) -> None:
     """Set ``key`` (``A.B.C``, ``a.b[1].c`` or ``a.b.1.c``) in a yacs CfgNode or an mmengine Config."""
     parts = _path_parts(key)
     node = cfg
     for part in parts[:-1]:
-        node = node[int(part)] if isinstance(node, list) else node[part]
+        node = _step(node, part)
     last = parts[-1]
     frozen = hasattr(cfg, "is_frozen") and cfg.is_frozen()
     if frozen:
         cfg.defrost()
     try:
-        if isinstance(node, list):
+        if _is_index(node, last):
             node[int(last)] = _coerce(value, node[int(last)])
         else:
             node[last] = _coerce(value, node.get(last) if hasattr(node, "get") else None)
@@ -125,6 +144,31 @@ def resnet_depth(blocks: tuple[tuple[int, ...], bool] | None) -> int | None:
     return None if blocks is None else _RESNET_DEPTHS.get(blocks)
 
 
+def checkpoint_classes(
+    problems: list[KeyProblem], pattern: str, configured: int, backgrounds: tuple[int, ...] = (0, 1)
+) -> int | None:
+    """How many classes the checkpoint's classifier was trained for, read off a shape mismatch.
+
+    ``pattern`` matches the classifier's weight (``roi_heads.box_predictor.cls_score.weight``,
+    ``bbox_head.retina_cls.weight``); its first dimension is ``per_class * (classes + background)``
+    (a dense head has one output per anchor and class, a softmax one more for the background).
+    ``configured`` is the config's class count; the first of ``backgrounds`` that divides both
+    sides evenly decides.
+    """
+    regex = re.compile(pattern)
+    for p in problems:
+        if p.kind != "shape" or not regex.search(p.key) or not p.model_shape or not p.checkpoint_shape:
+            continue
+        model_out, checkpoint_out = p.model_shape[0], p.checkpoint_shape[0]
+        for background in backgrounds:
+            if model_out % (configured + background):
+                continue
+            per_class = model_out // (configured + background)
+            if per_class and checkpoint_out % per_class == 0 and checkpoint_out // per_class > background:
+                return checkpoint_out // per_class - background
+    return None
+
+
 def summarize_problems(problems: list[KeyProblem], limit: int = 6) -> str:
     lines = []
     for p in problems[:limit]:
@@ -168,33 +212,196 @@ def enforce_fit(
 class RawResult:
     """What an adapter returns for one image."""
 
-    candidates: Detections  # NMSed detections down to the candidate floor, best first
-    final: Detections  # the detections above the effective score threshold
+    # NMSed detections down to the candidate floor, best first (the final ones, where the
+    # adapter could not lower the threshold: Adapter.keeps_candidates)
+    candidates: Detections
+    final: Detections  # what the framework returns at the effective score threshold
     native: Any  # the framework's own output type, thresholded like the framework would
 
 
+# The Python modules each framework needs, and what to tell a user who lacks them.
+FRAMEWORK_MODULES: dict[str, tuple[str, ...]] = {"detectron2": ("detectron2",), "mmdet": ("mmdet", "mmengine")}
+INSTALL_HINTS: dict[str, str] = {
+    "detectron2": "install Detectron2 from its source (https://detectron2.readthedocs.io), "
+    "or run scripts/setup-frameworks.sh",
+    "mmdet": "pip install mmengine 'mmcv>=2.0.0rc4,<2.2.0' mmdet (mmcv built with its ops; "
+    "see https://mmdetection.readthedocs.io), or pip install 'safepredict[mmdet]'",
+}
+_DISPLAY = {"detectron2": "Detectron2", "mmdet": "MMDetection"}
+
+
+def require_framework(framework: str, what: str = "this checkpoint") -> None:
+    """Import ``framework``'s modules, or raise FrameworkNotInstalled naming what to install."""
+    import importlib
+
+    for module in FRAMEWORK_MODULES[framework]:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise FrameworkNotInstalled(
+                f"{what} needs {_DISPLAY[framework]}, which is not importable here ({exc})",
+                expected=module,
+                found=str(exc),
+                fix=INSTALL_HINTS[framework],
+            ) from exc
+
+
+def strip_prefixes(weights: Mapping[str, Any]) -> dict[str, Any]:
+    """Parameter names without the ``module.`` a DataParallel/DistributedDataParallel save adds."""
+    return {k.removeprefix("module."): v for k, v in weights.items()}
+
+
+def attribute_path(obj: Any, path: str) -> Any:
+    """``obj`` at a dotted attribute ``path`` (``roi_heads.box_predictor``), or None."""
+    for part in path.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            return None
+    return obj
+
+
 class Adapter(abc.ABC):
-    """One loaded model of one framework, run with that framework's own test-time code."""
+    """One loaded model of one framework, run with that framework's own test-time code.
+
+    The sequence is the same for every framework and written once here: import guard, read the
+    checkpoint (once: :func:`~safepredict.frameworks.artifact.discover` hands over the state it
+    already loaded), build the model from the training config, strip ``module.`` prefixes, the
+    strict fit check, load; at run time inputs -> forward -> :class:`Detections` -> split at the
+    threshold. A framework module supplies only the steps that differ.
+    """
 
     framework: str
+    weights_key: str  # where the checkpoint keeps its state dict
     color: str  # channel order the framework's preprocessing expects its input array in
     score_threshold: float  # effective threshold of the final detections
     threshold_key: str  # config key that sets it
+    # Whether the model was lowered to keep candidates below the threshold (keep_candidates);
+    # when not, its output is final as it is.
+    keeps_candidates: bool
+    # The framework keeps ``score >= threshold`` (YOLOX) rather than ``score > threshold``.
+    threshold_inclusive: bool = False
     class_names: tuple[str, ...] | None
     device: str
+    model: Any
+    cfg: Any
+
+    def __init__(
+        self,
+        cfg: Any,
+        checkpoint: Path,
+        *,
+        device: str = "cpu",
+        strict: bool = True,
+        class_names: tuple[str, ...] | None = None,
+        checkpoint_state: Mapping[str, Any] | None = None,
+    ) -> None:
+        from safepredict.frameworks.checkpoint import load_checkpoint
+
+        require_framework(self.framework)
+        self.device = device
+        self.checkpoint = checkpoint
+        state = checkpoint_state if checkpoint_state is not None else load_checkpoint(checkpoint)
+        self.cfg = self.prepare_config(cfg, checkpoint, device)
+        self.model = self.build_model(self.cfg, device)
+        weights = strip_prefixes(state.get(self.weights_key, state))
+        enforce_fit(
+            self.model.state_dict(),
+            weights,
+            checkpoint,
+            strict=strict,
+            explain=lambda problems: self.explain_mismatch(problems, weights),
+        )
+        self.load_weights(weights)
+        self.model.eval()
+        self.class_names = self.read_class_names(state, class_names)
+        self.threshold_key, self.score_threshold = self.threshold()
+        self.keeps_candidates = self.keep_candidates(min(CANDIDATE_SCORE_FLOOR, self.score_threshold))
+        self.setup()
+
+    # ---------------------------------------------------------------- what each framework supplies
+    @abc.abstractmethod
+    def prepare_config(self, cfg: Any, checkpoint: Path, device: str) -> Any:
+        """A private copy of the training config, set up for ``device``."""
+
+    @abc.abstractmethod
+    def build_model(self, cfg: Any, device: str) -> Any:
+        """The model the config builds, with the framework's own builder (random weights)."""
+
+    @abc.abstractmethod
+    def explain_mismatch(self, problems: list[KeyProblem], weights: Mapping[str, Any]) -> str:
+        """Say in words what a set of key problems means for this framework's config."""
+
+    @abc.abstractmethod
+    def load_weights(self, weights: dict[str, Any]) -> None:
+        """Load the (already checked) state dict with the framework's own loader."""
+
+    @abc.abstractmethod
+    def threshold(self) -> tuple[str, float]:
+        """``(config key, value)`` of the score threshold of the final detections."""
+
+    @abc.abstractmethod
+    def keep_candidates(self, floor: float) -> bool:
+        """Lower the model's own score threshold to ``floor`` where that keeps the detections above
+        the threshold what they were (see CANDIDATE_SCORE_FLOOR); say whether it was lowered."""
 
     @abc.abstractmethod
     def read(self, path: Path) -> LoadedImage:
         """Decode a file exactly as the framework's evaluation path does."""
 
     @abc.abstractmethod
+    def inputs(self, image: LoadedImage) -> Any:
+        """What the framework's test-time data path makes of this image."""
+
+    @abc.abstractmethod
+    def forward(self, inputs: Any) -> Any:
+        """The model's raw output for one image's inputs (candidates, native type)."""
+
+    @abc.abstractmethod
+    def to_detections(self, output: Any, image: LoadedImage) -> Detections:
+        """The candidates of ``output`` as framework-neutral Detections, best first."""
+
+    @abc.abstractmethod
+    def native(self, output: Any) -> Any:
+        """``output`` thresholded as the framework itself would have returned it (see :meth:`is_final`)."""
+
+    def read_class_names(self, state: Mapping[str, Any], given: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        """The class names: ``given`` (the contract's or the user's) unless the checkpoint knows better."""
+        return given
+
+    def setup(self) -> None:  # noqa: B027 (an optional step: most frameworks need one, not all)
+        """Anything the framework's test-time path needs built once (mappers, pipelines)."""
+
+    # ---------------------------------------------------------------- the one run sequence
     def run(self, image: LoadedImage) -> RawResult:
-        """Preprocess with the training contract, run the model, post-process."""
+        """Preprocess with the training contract, run the model, split the candidates at the threshold."""
+        output = self.forward(self.inputs(image))
+        candidates = self.to_detections(output, image)
+        return RawResult(
+            candidates=candidates, final=self.final_detections(output, candidates), native=self.native(output)
+        )
+
+    def final_detections(self, output: Any, candidates: Detections) -> Detections:
+        """What the framework returns at the threshold: the candidates above it (see :meth:`is_final`).
+
+        An adapter that runs the mask or keypoint heads on the final detections only (as the
+        framework does at its threshold) returns those, with their masks, instead.
+        """
+        final = self.is_final(candidates.scores)
+        return candidates if final is None else candidates[np.asarray(final)]
+
+    def is_final(self, scores: Any) -> Any:
+        """Which of the candidates' ``scores`` (numpy or torch) the framework would have returned at
+        its threshold: a boolean mask, or None for all of them (the threshold was not lowered)."""
+        if not self.keeps_candidates:
+            return None
+        return scores >= self.score_threshold if self.threshold_inclusive else scores > self.score_threshold
 
     def describe(self) -> str:
-        return f"{self.framework} model on {self.device}, threshold {self.score_threshold} ({self.threshold_key})"
-
-
-def split_final(candidates: Detections, threshold: float) -> Detections:
-    """The detections the framework would have returned at ``threshold`` (its test is ``score > thr``)."""
-    return candidates[np.asarray(candidates.scores > threshold)]
+        kept = (
+            f"candidates kept down to {min(CANDIDATE_SCORE_FLOOR, self.score_threshold):g}"
+            if self.keeps_candidates
+            else "the model's own threshold (no candidates below it)"
+        )
+        return (
+            f"{self.framework} model on {self.device}, threshold {self.score_threshold} ({self.threshold_key}), {kept}"
+        )

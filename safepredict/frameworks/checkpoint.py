@@ -10,21 +10,20 @@ any code a checkpoint carries, which we never do.
 
 from __future__ import annotations
 
+import ast
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from safepredict.errors import ConfigError, FrameworkNotInstalled, InputError
+from safepredict.frameworks.base import INSTALL_HINTS
 
 __all__ = ["FRAMEWORKS", "detect_framework", "framework_of_config", "load_checkpoint", "safe_globals"]
 
 FRAMEWORKS = ("detectron2", "mmdet")
 
-INSTALL_HINT = {
-    "detectron2": "install Detectron2 (https://detectron2.readthedocs.io/en/latest/tutorials/install.html)",
-    "mmdet": "pip install mmengine 'mmcv>=2.0.0rc4,<2.2.0' mmdet (see https://mmdetection.readthedocs.io)",
-}
+INSTALL_HINT = INSTALL_HINTS
 
 
 def _import_torch() -> Any:
@@ -183,7 +182,7 @@ def framework_of_config(config: Any) -> str:
             raise ConfigError(f"config {path} does not exist", source=str(path), fix="pass an existing config file")
         text = path.read_text(errors="replace")
         if path.suffix == ".py":
-            return "detectron2" if re.search(r"\bdetectron2\b|LazyCall|\bL\(", text) else "mmdet"
+            return _framework_of_python(text, path)
         if path.suffix in (".yaml", ".yml"):
             if re.search(r"^(MODEL|INPUT|_BASE_|SOLVER|DATASETS)\s*:", text, re.M) or "_target_" in text:
                 return "detectron2"
@@ -193,5 +192,59 @@ def framework_of_config(config: Any) -> str:
     raise ConfigError(
         f"cannot tell which framework config {config!r} belongs to",
         found=f"{module}.{name}",
+        fix="pass a Detectron2 config.yaml / LazyConfig or an mmengine config file",
+    )
+
+
+_LAZY_CALLS = frozenset({"L", "LazyCall", "get_config"})
+_MM_PACKAGES = ("mmengine", "mmdet", "mmcv", "mmpretrain", "mmyolo")
+
+
+def _framework_of_python(text: str, path: Path) -> str:
+    """Tell an mmengine config from a Detectron2 LazyConfig by what its code does, never running it.
+
+    Parsed with ``ast`` (comments and strings do not count: many mmdet configs say "detectron2"
+    in a comment). mmengine: an import from an mm* package (pure-Python configs with
+    ``read_base``), a ``_base_`` assignment, or ``dict(type=...)`` calls. LazyConfig: imports from
+    ``detectron2``, ``L(...)``/``LazyCall``/``get_config`` calls, or inheritance by relative import.
+    """
+    try:
+        tree = ast.parse(text, filename=str(path))
+    except SyntaxError as exc:
+        raise ConfigError(
+            f"config {path} is not valid Python (line {exc.lineno}: {exc.msg})",
+            source=str(path),
+            fix="pass the config file the model was trained with",
+        ) from exc
+    absolute: set[str] = set()
+    relative = False
+    calls: set[str] = set()
+    typed_dicts = base = False
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            absolute.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                relative = True
+            if node.module:
+                absolute.add(node.module.split(".")[0])
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            calls.add(node.func.id)
+            if node.func.id == "dict" and any(k.arg == "type" for k in node.keywords):
+                typed_dicts = True
+        elif isinstance(node, ast.Assign):
+            base = base or any(isinstance(t, ast.Name) and t.id == "_base_" for t in node.targets)
+    if absolute & set(_MM_PACKAGES) or base:
+        return "mmdet"
+    if "detectron2" in absolute or calls & _LAZY_CALLS:
+        return "detectron2"
+    if typed_dicts:
+        return "mmdet"
+    if relative:  # a LazyConfig that only inherits (``from .retinanet import model, ...``)
+        return "detectron2"
+    raise ConfigError(
+        f"cannot tell which framework config {path} belongs to: it has no _base_, no dict(type=...) "
+        "(mmengine) and no detectron2 import or L(...) call (LazyConfig)",
+        source=str(path),
         fix="pass a Detectron2 config.yaml / LazyConfig or an mmengine config file",
     )

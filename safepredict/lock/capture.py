@@ -27,6 +27,7 @@ from typing import Any
 
 import attrs
 
+from safepredict._version import installed_version
 from safepredict.lock.entries import CondaRecord, Environment, Fact, FileEntry, PackageEntry
 from safepredict.lock.rules import DEFAULT_FACT_RULES, DEFAULT_PACKAGE_RULES, USER_PACKAGE_RULE, Value
 
@@ -247,9 +248,7 @@ class Probe:
 
 
 def _version() -> str:
-    from safepredict import __version__
-
-    return __version__
+    return installed_version()
 
 
 def _read_conda_meta(directory: Path, pattern: str) -> Iterable[dict[str, Any]]:

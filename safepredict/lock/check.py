@@ -176,6 +176,12 @@ def check_lock(
     names are hashed (their paths relative to the lock's folder). ``deep`` lets the check import
     torch to read what it cannot read from files (cuDNN without a cuDNN distribution).
     """
+    if not isinstance(lock_or_path, Lock):
+        from safepredict.lock.external import check_external, detect_format
+
+        if detect_format(lock_or_path) != "safepredict":
+            # A conda-lock.yml / pixi.lock / @EXPLICIT file: package versions only, no model files.
+            return check_external(lock_or_path, deep=deep, probe=probe)
     lock = lock_or_path if isinstance(lock_or_path, Lock) else read_lock(lock_or_path)
     p = probe or Probe(deep=deep)
     env = lock.environment

@@ -16,13 +16,22 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import platform as _platform
 from pathlib import Path
 
 from safepredict._logging import warn
 from safepredict.errors import InputError, LockError
 from safepredict.lock.entries import CondaRecord, Lock
 
-__all__ = ["FORMATS", "conda_lock_v1", "environment_yml", "explicit", "export", "platform_subdir"]
+__all__ = [
+    "FORMATS",
+    "conda_lock_v1",
+    "current_subdir",
+    "environment_yml",
+    "explicit",
+    "export",
+    "platform_subdir",
+]
 
 FORMATS = ("environment", "explicit", "conda-lock")
 
@@ -34,6 +43,11 @@ _SUBDIRS = {
     ("Darwin", "arm64"): "osx-arm64",
     ("Windows", "AMD64"): "win-64",
 }
+
+
+def current_subdir() -> str | None:
+    """The conda platform of this machine (``linux-64``), or None for one conda has no name for."""
+    return _SUBDIRS.get((_platform.system(), _platform.machine()))
 
 
 def _q(text: object) -> str:

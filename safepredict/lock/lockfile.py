@@ -44,6 +44,7 @@ from typing import Any
 
 import tomli_w
 
+from safepredict._version import installed_version
 from safepredict.errors import LockError, LockFormatError, LockVersionError
 from safepredict.lock.entries import CondaRecord, Environment, Fact, FileEntry, Lock, PackageEntry
 from safepredict.lock.rules import RULES
@@ -125,10 +126,8 @@ def write_lock_file(lock: Lock, path: str | os.PathLike[str]) -> Lock:
 
 
 def new_lock(env: Environment) -> Lock:
-    from safepredict import __version__
-
     created = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
-    return Lock(env, SCHEMA_VERSION, created, __version__)
+    return Lock(env, SCHEMA_VERSION, created, installed_version())
 
 
 # -- reading -------------------------------------------------------------------------------------

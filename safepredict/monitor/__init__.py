@@ -11,8 +11,9 @@
 
 from __future__ import annotations
 
+from safepredict.findings import Finding
 from safepredict.monitor.config import MonitorConfig
-from safepredict.monitor.findings import Finding, threshold_advice, undertraining_hint
+from safepredict.monitor.hints import threshold_advice, undertraining_hint
 from safepredict.monitor.monitor import Monitor
 from safepredict.monitor.profile import PROFILE_FILENAME, ProfileBuilder, ReferenceProfile, StatSummary
 

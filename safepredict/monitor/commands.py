@@ -78,10 +78,10 @@ def _replay_arguments(parser: argparse.ArgumentParser) -> None:
 def _replay_run(args: argparse.Namespace, report: Any) -> int | None:
     if not getattr(args, "replay", False):
         return None
-    from safepredict.monitor.replay import replay_golden
+    from safepredict.monitor.replay import locked_weights, replay_golden
 
     lock = Path(args.lock)
-    weights = Path(args.weights) if getattr(args, "weights", None) else _weights_from_lock(lock)
+    weights = Path(args.weights) if getattr(args, "weights", None) else locked_weights(lock)
     predictor = _load_predictor(weights, getattr(args, "config", None), monitor=False)
     result = replay_golden(predictor, lock, emit=False)
     print(result.describe())
@@ -105,17 +105,6 @@ def _extend_check(subparsers: Any) -> None:
         _replay_arguments(check)
 
 
-def _weights_from_lock(lock: Path) -> Path:
-    from safepredict.lock import read_lock
-
-    files = read_lock(lock).environment.files
-    entry = next((f for f in files if f.role == "weights"), None)
-    if entry is None:
-        raise SafePredictError(f"{lock} pins no weights: pass --weights to replay the golden set")
-    path = Path(entry.path)
-    return path if path.is_absolute() else lock.parent / path
-
-
 def _load_predictor(checkpoint: Path, config: Any, **kwargs: Any) -> Any:
     try:
         from safepredict.predictor import SafePredictor
@@ -127,15 +116,12 @@ def _load_predictor(checkpoint: Path, config: Any, **kwargs: Any) -> Any:
 
 
 def _golden(args: argparse.Namespace) -> int:
-    from safepredict.monitor.replay import ReplayTolerance, capture_golden, replay_golden
+    from safepredict.monitor.replay import ReplayTolerance, capture_and_replay
 
     predictor = _load_predictor(args.checkpoint, args.config, monitor=False)
     tol = ReplayTolerance(box_px=args.box_px, score=args.score_tol)
-    path = capture_golden(predictor, args.images, args.lock, tolerance=tol)
-    # Replay at once: a set that does not replay in the environment that captured it is useless
-    # (a nondeterministic model or pipeline), and the user should know now.
-    result = replay_golden(predictor, args.lock, emit=False)
-    print(f"wrote {path} ({len(args.images)} images)")
+    result = capture_and_replay(predictor, args.images, args.lock, tolerance=tol)
+    print(f"wrote {result.golden} ({result.images} images)")
     print(result.describe())
     return 0 if result.ok else 1
 

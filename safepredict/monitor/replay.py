@@ -4,7 +4,10 @@ An environment or export difference that changes the numerics (another torch, cu
 build, an fp16 export) rarely fails loudly; it moves boxes and scores a little, or a lot. The
 golden set catches it: ``capture_golden`` copies a few images next to the lock with the detections
 the validated model gave them, ``replay_golden`` re-runs them and reports every detection that went
-missing, appeared, moved or was rescored beyond tolerance.
+missing, appeared, moved or was rescored beyond tolerance. Everything about golden sets lives here:
+where one is stored (beside its lock), which weights it belongs to (the ones the lock pins), and
+the rule that a fresh capture is replayed at once; the commands (``safepredict golden``,
+``safepredict check --replay``) and ``SafePredictor(replay=True)`` only call these functions.
 
 The predictor is used through two members only: ``predict_candidates(path) -> (image_rgb,
 candidates)`` and ``score_threshold``.
@@ -25,7 +28,7 @@ import numpy as np
 
 from safepredict._logging import warn
 from safepredict.detections import Detections
-from safepredict.errors import InputError, LockFormatError, LockVersionError
+from safepredict.errors import InputError, LockFormatError, LockVersionError, SafePredictError
 
 GOLDEN_DIRNAME = "safepredict-golden"
 GOLDEN_FILENAME = "golden.json"
@@ -183,6 +186,34 @@ def capture_golden(
     return path
 
 
+def capture_and_replay(
+    predictor: Any,
+    images: Sequence[str | Path],
+    lock_path: str | Path,
+    *,
+    tolerance: ReplayTolerance | None = None,
+) -> ReplayReport:
+    """Capture the golden set (:func:`capture_golden`) and replay it at once; the replay's report.
+
+    A set that does not replay in the environment that captured it is useless (a nondeterministic
+    model or pipeline), and whoever captures it should know now. Drift is reported, not logged.
+    """
+    capture_golden(predictor, images, lock_path, tolerance=tolerance)
+    return replay_golden(predictor, lock_path, emit=False)
+
+
+def locked_weights(lock_path: str | Path) -> Path:
+    """The weights file the lock pins: the model its golden set was captured with."""
+    from safepredict.lock import read_lock
+
+    lock = Path(lock_path)
+    entry = next((f for f in read_lock(lock).environment.files if f.role == "weights"), None)
+    if entry is None:
+        raise SafePredictError(f"{lock} pins no weights: pass --weights to replay the golden set")
+    path = Path(entry.path)
+    return path if path.is_absolute() else lock.parent / path
+
+
 def _read(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise InputError(
@@ -259,12 +290,20 @@ def compare(
 
 def replay_golden(
     predictor: Any,
-    lock_path: str | Path,
+    lock_path: str | Path | None,
     *,
     tolerance: ReplayTolerance | None = None,
     emit: bool = True,
 ) -> ReplayReport:
-    """Re-run the golden set stored beside ``lock_path``; warn (``monitor.replay_drift``) on any drift."""
+    """Re-run the golden set stored beside ``lock_path``; warn (``monitor.replay_drift``) on any drift.
+
+    ``lock_path`` None (a predictor made without ``lock=``) is an InputError that says where the set lives.
+    """
+    if lock_path is None:
+        raise InputError(
+            "replay=True needs lock=... (the golden set is stored beside the lock)",
+            fix="pass the lock the golden set was captured with: SafePredictor(..., lock='safepredict.lock')",
+        )
     folder = golden_dir(lock_path)
     path = folder / GOLDEN_FILENAME
     doc = _read(path)

@@ -1,10 +1,13 @@
 """Read Detectron2's training contract from a yacs config or a LazyConfig.
 
 yacs: ``config.yaml`` as training writes it into ``OUTPUT_DIR`` (``default_setup``), or any
-config file with ``_BASE_``, loaded exactly as Detectron2 loads it:
-``detectron2.config.get_cfg().merge_from_file(path)``. LazyConfig ``.py``/``.yaml``: through
-``detectron2.config.LazyConfig.load`` only (a ``.py`` config is Python; we never execute it
-ourselves).
+config file with ``_BASE_``, merged into ``get_cfg()`` as ``merge_from_file`` does, but read
+by :mod:`safepredict.frameworks.safe_yaml`'s safe YAML loader (Detectron2's own falls back to
+``yaml.unsafe_load``, which runs ``!!python/object/apply`` tags). LazyConfig ``.yaml``: read
+the same way, then ``OmegaConf.create`` as ``LazyConfig.load`` does, and its ``_target_``
+callables limited to Detectron2/torch/torchvision/fvcore. A LazyConfig ``.py`` is Python: it
+loads only with ``trust=True``, through ``detectron2.config.LazyConfig.load`` (which runs it).
+With ``trust=True`` the yacs path is Detectron2's own ``merge_from_file`` too.
 
 What is read, key by key, is listed in docs/contract.md.
 """
@@ -18,13 +21,16 @@ from typing import Any
 
 from safepredict.contract import (
     ResizePolicy,
-    TrainingArtifact,
     TrainingContract,
     TrainingProgress,
     check_training_config,
     diff,
 )
-from safepredict.errors import ConfigError, FrameworkNotInstalled, TrainingArtifactNotFound
+from safepredict.errors import ConfigError, FrameworkNotInstalled, SafePredictError, TrainingArtifactNotFound
+from safepredict.frameworks import safe_yaml
+from safepredict.frameworks.artifact import TrainingArtifact
+from safepredict.frameworks.base import config_value
+from safepredict.frameworks.detectron2.keys import head_keys
 
 __all__ = ["discover", "load_config", "read_contract"]
 
@@ -56,12 +62,15 @@ def _is_lazy(cfg: Any) -> bool:
     )
 
 
-def load_config(config: Any) -> tuple[Any, str]:
+def load_config(config: Any, *, trust: bool = False) -> tuple[Any, str]:
     """``(cfg, source)``: a yacs ``CfgNode`` or a LazyConfig ``DictConfig``, from a path or object.
 
     yacs files are merged into ``get_cfg()`` as Detectron2 does (``_BASE_`` honoured). Keys the
     default config does not know (a project's ``add_*_config`` keys) are kept rather than
     refused, with ``set_new_allowed(True)``, and logged: the contract does not depend on them.
+    Nothing in a file runs unless ``trust=True``: a YAML python tag, a ``.py`` LazyConfig or a
+    ``_target_`` outside the allowed namespaces raises
+    :class:`~safepredict.errors.UntrustedCodeError`.
     """
     d2config = _import_d2()
     if not isinstance(config, str | Path):
@@ -76,12 +85,21 @@ def load_config(config: Any) -> tuple[Any, str]:
         )
     if path.suffix == ".py" or (path.suffix in (".yaml", ".yml") and _looks_lazy_yaml(path)):
         try:
-            return d2config.LazyConfig.load(str(path)), str(path)
+            lazy = safe_yaml.lazy_load(path, trust=trust)
+        except SafePredictError:
+            raise
         except Exception as exc:
             raise ConfigError(f"LazyConfig {path} could not be loaded: {exc}", source=str(path)) from exc
+        # Before anything locates (imports) or instantiates a target of it.
+        safe_yaml.check_lazy_targets(lazy, str(path), trust)
+        return lazy, str(path)
     cfg = d2config.get_cfg()
+    if trust:
+        logger.info("trusted: running Detectron2's own config loader (merge_from_file) on %s", path)
     try:
-        cfg.merge_from_file(str(path))
+        _merge_from_file(cfg, path, trust)
+    except SafePredictError:
+        raise
     except KeyError as exc:
         # A project config (e.g. with MODEL.FCOS.*): take it with its new keys, as the project's
         # add_*_config would, and say so.
@@ -89,12 +107,21 @@ def load_config(config: Any) -> tuple[Any, str]:
         cfg = d2config.get_cfg()
         cfg.set_new_allowed(True)
         try:
-            cfg.merge_from_file(str(path))
+            _merge_from_file(cfg, path, trust)
+        except SafePredictError:
+            raise
         except Exception as exc2:
             raise ConfigError(f"Detectron2 config {path} could not be merged: {exc2}", source=str(path)) from exc2
     except Exception as exc:
         raise ConfigError(f"Detectron2 config {path} could not be read: {exc}", source=str(path)) from exc
     return cfg, str(path)
+
+
+def _merge_from_file(cfg: Any, path: Path, trust: bool) -> None:
+    if trust:
+        cfg.merge_from_file(str(path))
+    else:
+        safe_yaml.merge_from_file(cfg, path)
 
 
 def _looks_lazy_yaml(path: Path) -> bool:
@@ -201,34 +228,20 @@ def _yacs_contract(cfg: Any, source: str, checkpoint: dict[str, Any] | None) -> 
         sample_style=cfg.INPUT.MIN_SIZE_TRAIN_SAMPLING,
     )
 
-    if meta == "RetinaNet":
-        head = "MODEL.RETINANET"
-        num_classes = cfg.MODEL.RETINANET.NUM_CLASSES
-        score = cfg.MODEL.RETINANET.SCORE_THRESH_TEST
-        nms: float | None = cfg.MODEL.RETINANET.NMS_THRESH_TEST
-        keys.update(
-            num_classes=f"{head}.NUM_CLASSES",
-            score_threshold=f"{head}.SCORE_THRESH_TEST",
-            nms_iou=f"{head}.NMS_THRESH_TEST",
-        )
-    elif meta == "ProposalNetwork":
-        num_classes, score, nms = 1, 0.0, cfg.MODEL.RPN.NMS_THRESH
-        keys.update(nms_iou="MODEL.RPN.NMS_THRESH")
-        notes.update(num_classes="proposals: 1 class", score_threshold="proposals: no score threshold")
+    head = head_keys(meta)
+    num_classes = config_value(cfg, head.num_classes) if head.num_classes else 1
+    score = config_value(cfg, head.score_threshold) if head.score_threshold else 0.0
+    nms: float | None = config_value(cfg, head.nms_iou)
+    max_det = config_value(cfg, head.max_detections)
+    keys.update(nms_iou=head.nms_iou, max_detections=head.max_detections)
+    if head.num_classes:
+        keys["num_classes"] = head.num_classes
     else:
-        head = "MODEL.ROI_HEADS"
-        num_classes = cfg.MODEL.ROI_HEADS.NUM_CLASSES
-        score = cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST
-        nms = cfg.MODEL.ROI_HEADS.NMS_THRESH_TEST
-        keys.update(
-            num_classes=f"{head}.NUM_CLASSES",
-            score_threshold=f"{head}.SCORE_THRESH_TEST",
-            nms_iou=f"{head}.NMS_THRESH_TEST",
-        )
-    max_det = cfg.MODEL.RPN.POST_NMS_TOPK_TEST if meta == "ProposalNetwork" else cfg.TEST.DETECTIONS_PER_IMAGE
-    keys["max_detections"] = (
-        "MODEL.RPN.POST_NMS_TOPK_TEST" if meta == "ProposalNetwork" else "TEST.DETECTIONS_PER_IMAGE"
-    )
+        notes["num_classes"] = "proposals: 1 class"
+    if head.score_threshold:
+        keys["score_threshold"] = head.score_threshold
+    else:
+        notes["score_threshold"] = "proposals: no score threshold"
     raw.update(num_classes=num_classes, score_threshold=score, nms_iou=nms, max_detections=max_det)
 
     heads = {"box"}
@@ -511,9 +524,11 @@ def _lazy_pad_divisor(model: Any) -> int:
 # --------------------------------------------------------------------------- entry points
 
 
-def read_contract(config: Any, *, checkpoint: dict[str, Any] | None = None) -> TrainingContract:
+def read_contract(
+    config: Any, *, checkpoint: dict[str, Any] | None = None, trust: bool = False
+) -> TrainingContract:
     """The contract of a Detectron2 config (path, ``CfgNode`` or LazyConfig ``DictConfig``)."""
-    cfg, source = load_config(config)
+    cfg, source = load_config(config, trust=trust)
     return _contract(cfg, source, checkpoint)
 
 
@@ -530,8 +545,18 @@ def _contract(cfg: Any, source: str, checkpoint: dict[str, Any] | None) -> Train
         ) from exc
 
 
-def discover(path: Path, data: dict[str, Any], *, config: Any = None, training_config: Any = None) -> TrainingArtifact:
-    """The training artifact of Detectron2 checkpoint ``path`` (content ``data``)."""
+def discover(
+    path: Path,
+    data: dict[str, Any],
+    *,
+    config: Any = None,
+    training_config: Any = None,
+    trust: bool = False,
+) -> TrainingArtifact:
+    """The training artifact of Detectron2 checkpoint ``path`` (content ``data``).
+
+    No config is run unless ``trust=True`` (see :func:`load_config`).
+    """
     beside = path.parent / "config.yaml"
     if training_config is not None:
         training = training_config
@@ -553,13 +578,13 @@ def discover(path: Path, data: dict[str, Any], *, config: Any = None, training_c
             source=str(path),
             fix=f"put the training config.yaml at {beside}, or {hint}",
         )
-    training_cfg, training_source = load_config(training)
+    training_cfg, training_source = load_config(training, trust=trust)
     training_contract = _contract(training_cfg, training_source, data)
     inference_cfg = inference_contract = None
     inference_source = None
     discrepancies = check_training_config(training_contract)
     if config is not None:
-        inference_cfg, inference_source = load_config(config)
+        inference_cfg, inference_source = load_config(config, trust=trust)
         inference_contract = _contract(inference_cfg, inference_source, None)
         discrepancies = diff(training_contract, inference_contract) + discrepancies
     return TrainingArtifact(

@@ -9,38 +9,39 @@ front of the load and the class names taken from the checkpoint's ``meta['datase
 from __future__ import annotations
 
 import copy
+import inspect
+import threading
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import attrs
+import numpy as np
+
 from safepredict.contract import TrainingContract
 from safepredict.detections import Detections
-from safepredict.errors import FrameworkNotInstalled
 from safepredict.frameworks.base import (
-    CANDIDATE_SCORE_FLOOR,
     Adapter,
     KeyProblem,
-    RawResult,
-    enforce_fit,
+    attribute_path,
+    checkpoint_classes,
     resnet_blocks,
     resnet_depth,
     set_config_value,
-    split_final,
 )
+from safepredict.frameworks.mmdet import keys as keys_table
+from safepredict.frameworks.mmdet.keys import HeadLayout
 from safepredict.images import LoadedImage
 
 _STAGES = r"backbone\.layer(\d)\.(\d+)\."
 
 
-def _import() -> None:
-    try:
-        import mmdet  # noqa: F401
-        import mmengine  # noqa: F401
-    except ImportError as exc:
-        raise FrameworkNotInstalled(
-            "this checkpoint needs MMDetection, which is not importable here",
-            fix="pip install 'safepredict[mmdet]' (mmdet 3.3, mmengine 0.10, mmcv>=2.0,<2.2 built with ops)",
-        ) from exc
+def _mask_array(masks: Any) -> Any:
+    """``(N, H, W)`` bool numpy masks from a tensor or mmdet's BitmapMasks."""
+    if hasattr(masks, "to_ndarray"):  # BitmapMasks / PolygonMasks
+        return masks.to_ndarray().astype(bool)
+    return masks.cpu().numpy().astype(bool)
 
 
 def _bbox_head(cfg: Any) -> Any:
@@ -74,13 +75,20 @@ def explain_mismatch(cfg: Any, problems: list[KeyProblem], state: dict[str, Any]
     """Say in words what a set of key problems means for an MMDetection config."""
     reasons = []
     head = _bbox_head(cfg)
-    cls = state.get("roi_head.bbox_head.fc_cls.weight")
-    if cls is not None and head is not None and cls.shape[0] - 1 != head.get("num_classes"):
-        n = int(cls.shape[0]) - 1
-        reasons.append(
-            f"checkpoint has {n} classes, config has {head.get('num_classes')}: "
-            f"set model.roi_head.bbox_head.num_classes={n}"
+    configured = head.get("num_classes") if head is not None else None
+    if configured is not None:
+        # The classifier: an R-CNN's fc_cls (softmax, with a background class; one per cascade
+        # stage), or a dense head's *_cls conv (one output per prior and class, sigmoid mostly).
+        two_stage = cfg.model.get("roi_head") is not None
+        pattern = (
+            r"^roi_head\.bbox_head(\.\d+)?\.fc_cls\.weight$"
+            if two_stage
+            else r"^bbox_head\..*cls[^.]*(\.\d+)?\.weight$"
         )
+        n = checkpoint_classes(problems, pattern, int(configured), (1,) if two_stage else (0, 1))
+        if n is not None and n != configured:
+            key = keys_table.layout(cfg.model).num_classes_path
+            reasons.append(f"checkpoint has {n} classes, config has {configured}: set {key}={n}")
     blocks = resnet_blocks(state, _STAGES)
     depth = resnet_depth(blocks)
     cfg_depth = cfg.model.get("backbone", {}).get("depth")
@@ -94,73 +102,126 @@ def explain_mismatch(cfg: Any, problems: list[KeyProblem], state: dict[str, Any]
     return "; ".join(reasons)
 
 
+@attrs.frozen(eq=False)
+class _Output:
+    """One image's ``DetDataSample``, and the candidates below the threshold that the mask head was
+    not run on (None where it ran on everything)."""
+
+    sample: Any
+    below: Any = None
+
+
+_MASK_SIGNATURE = ["x", "batch_img_metas", "results_list", "rescale"]
+
+
+def _mask_head_on_final_only(model: Any, is_final: Any) -> threading.local | None:
+    """Make the ROI head run its mask head on the final detections only.
+
+    At its own threshold mmdet runs ``roi_head.predict_mask`` (mask head and paste) on the boxes
+    above it; with the threshold lowered it would run on every candidate down to the floor, up to
+    ``max_per_img`` of them. The wrapped method hands it the boxes above the threshold, in the
+    order and the batch mmdet would, so the masks are mmdet's own, and keeps the others aside
+    (thread-local) for the candidates, their boxes taken to the original image as the mask head
+    takes the final ones (``bboxes /= scale_factor``). Returns the store, or None where the ROI
+    head has no mask head of the standard signature.
+    """
+    roi_head = getattr(model, "roi_head", None)
+    predict_mask = getattr(roi_head, "predict_mask", None)
+    if roi_head is None or predict_mask is None or not getattr(roi_head, "with_mask", False):
+        return None
+    if list(inspect.signature(predict_mask).parameters) != _MASK_SIGNATURE:
+        return None
+    store = threading.local()
+
+    def wrapped(x: Any, batch_img_metas: list[dict[str, Any]], results_list: list[Any], rescale: bool = False) -> Any:
+        keep = [is_final(r.scores) for r in results_list]
+        below = [r[~k] for r, k in zip(results_list, keep, strict=True)]
+        if rescale:
+            for r, meta in zip(below, batch_img_metas, strict=True):
+                r.bboxes = r.bboxes / r.bboxes.new_tensor(meta["scale_factor"]).repeat((1, 2))
+        store.below = below
+        return predict_mask(x, batch_img_metas, [r[k] for r, k in zip(results_list, keep, strict=True)], rescale)
+
+    roi_head.predict_mask = wrapped
+    return store
+
+
+def _instances_to_detections(pred: Any, class_names: Any, image_size: tuple[int, int]) -> Detections:
+    # With rescale (test_step's default) masks are pasted at the original image size.
+    masks = pred.masks if "masks" in pred else None
+    return Detections(
+        boxes=pred.bboxes.cpu().numpy(),
+        scores=pred.scores.cpu().numpy(),
+        labels=pred.labels.cpu().numpy(),
+        class_names=class_names,
+        image_size=image_size,
+        masks=None if masks is None else _mask_array(masks),
+    )
+
+
 class MMDetAdapter(Adapter):
     framework = "mmdet"
+    weights_key = "state_dict"
     color = "BGR"  # LoadImageFromFile/NDArray hand BGR to the data_preprocessor, which converts
+    _below: threading.local | None = None
 
-    def __init__(
-        self,
-        cfg: Any,
-        checkpoint: Path,
-        *,
-        device: str = "cpu",
-        strict: bool = True,
-        class_names: tuple[str, ...] | None = None,
-        checkpoint_state: dict[str, Any] | None = None,
-    ) -> None:
-        _import()
-        import torch
-        from mmcv.transforms import Compose
+    def prepare_config(self, cfg: Any, checkpoint: Path, device: str) -> Any:
+        return copy.deepcopy(cfg)
+
+    def build_model(self, cfg: Any, device: str) -> Any:
         from mmdet.apis import init_detector
-        from mmdet.utils import get_test_pipeline_cfg
-        from mmengine.runner.checkpoint import load_state_dict
 
-        from safepredict.frameworks.checkpoint import load_checkpoint
-
-        cfg = copy.deepcopy(cfg)
-        self.cfg = cfg
-        self.device = device
         with warnings.catch_warnings(record=True):
             # Without a checkpoint init_detector announces COCO class names (and resets the filters
-            # to "once" to do so: record=True keeps it from reaching the user); ours come below.
-            self.model = init_detector(cfg, checkpoint=None, device=device)
-        state = checkpoint_state if checkpoint_state is not None else load_checkpoint(checkpoint)
-        weights = state.get("state_dict", state)
-        weights = {k.removeprefix("module."): v for k, v in weights.items()}
-        enforce_fit(
-            self.model.state_dict(),
-            weights,
-            checkpoint,
-            strict=strict,
-            explain=lambda problems: explain_mismatch(cfg, problems, weights),
-        )
-        load_state_dict(self.model, weights, strict=False)
-        self.model.eval()
+            # to "once" to do so: record=True keeps it from reaching the user); ours come later.
+            return init_detector(cfg, checkpoint=None, device=device)
 
+    def explain_mismatch(self, problems: list[KeyProblem], weights: Mapping[str, Any]) -> str:
+        return explain_mismatch(self.cfg, problems, dict(weights))
+
+    def load_weights(self, weights: dict[str, Any]) -> None:
+        from mmengine.runner.checkpoint import load_state_dict
+
+        load_state_dict(self.model, weights, strict=False)
+
+    def read_class_names(self, state: Mapping[str, Any], given: tuple[str, ...] | None) -> tuple[str, ...] | None:
         meta = state.get("meta", {}) or {}
         dataset_meta = {k.lower(): v for k, v in (meta.get("dataset_meta") or {}).items()}
-        if class_names is None and dataset_meta.get("classes"):
-            class_names = tuple(dataset_meta["classes"])
-        self.class_names = class_names
-        self.model.dataset_meta = dataset_meta or ({"classes": class_names} if class_names else {})
+        if given is None and dataset_meta.get("classes"):
+            given = tuple(dataset_meta["classes"])
+        self.model.dataset_meta = dataset_meta or ({"classes": given} if given else {})
+        return given
 
-        pipeline = get_test_pipeline_cfg(cfg)
+    def _post_cfg(self) -> tuple[HeadLayout, Any]:
+        head = keys_table.layout(self.cfg.model)
+        return head, attribute_path(self.model, head.test_cfg_attribute)
+
+    def threshold(self) -> tuple[str, float]:
+        head, post = self._post_cfg()
+        return f"{head.post_path}.{head.score_threshold}", float((post or {}).get(head.score_threshold, 0.0))
+
+    def keep_candidates(self, floor: float) -> bool:
+        head, post = self._post_cfg()
+        self.threshold_inclusive = head.threshold_inclusive
+        if not head.candidate_floor or post is None or head.score_threshold not in post:
+            return False
+        post[head.score_threshold] = floor
+        return True
+
+    def setup(self) -> None:
+        import torch
+        from mmcv.transforms import Compose
+        from mmdet.utils import get_test_pipeline_cfg
+
+        pipeline = get_test_pipeline_cfg(self.cfg)
         self._load_file = Compose([pipeline[0]])
         array_loader = copy.deepcopy(pipeline[0])
         array_loader["type"] = "mmdet.LoadImageFromNDArray"
         self._load_array = Compose([array_loader])
         self._rest = Compose(pipeline[1:])
-        rcnn = self._rcnn_test_cfg()
-        self.threshold_key = "model.test_cfg.rcnn.score_thr" if rcnn is not None else "model.test_cfg.score_thr"
-        self.score_threshold = float((rcnn or self.model.test_cfg or {}).get("score_thr", 0.0))
-        floor = min(CANDIDATE_SCORE_FLOOR, self.score_threshold)
-        if rcnn is not None:
-            rcnn["score_thr"] = floor
         self._torch = torch
-
-    def _rcnn_test_cfg(self) -> Any:
-        roi_head = getattr(self.model, "roi_head", None)
-        return getattr(roi_head, "test_cfg", None)
+        if self.keeps_candidates:
+            self._below = _mask_head_on_final_only(self.model, self.is_final)
 
     def read(self, path: Path) -> LoadedImage:
         data = self._load_file({"img_path": str(path), "img_id": 0})
@@ -174,17 +235,40 @@ class MMDetAdapter(Adapter):
         data = self._rest(data)
         return {"inputs": [data["inputs"]], "data_samples": [data["data_samples"]]}
 
-    def run(self, image: LoadedImage) -> RawResult:
-        data = self.inputs(image)
+    def forward(self, inputs: dict[str, Any]) -> _Output:
         with self._torch.inference_mode():
-            sample = self.model.test_step(data)[0]
-        pred = sample.pred_instances
-        candidates = Detections(
-            boxes=pred.bboxes.cpu().numpy(),
-            scores=pred.scores.cpu().numpy(),
-            labels=pred.labels.cpu().numpy(),
+            sample = self.model.test_step(inputs)[0]
+        if self._below is None:
+            return _Output(sample)
+        below, self._below.below = getattr(self._below, "below", None), None
+        return _Output(sample, below[0] if below else None)
+
+    def to_detections(self, output: _Output, image: LoadedImage) -> Detections:
+        if output.below is None:
+            return _instances_to_detections(output.sample.pred_instances, self.class_names, image.shape)
+        # The final detections score above every candidate below them: together, best first.
+        final, below = output.sample.pred_instances, output.below
+        return Detections(
+            boxes=np.concatenate([final.bboxes.cpu().numpy(), below.bboxes.cpu().numpy()]),
+            scores=np.concatenate([final.scores.cpu().numpy(), below.scores.cpu().numpy()]),
+            labels=np.concatenate([final.labels.cpu().numpy(), below.labels.cpu().numpy()]),
             class_names=self.class_names,
             image_size=image.shape,
         )
-        sample.pred_instances = pred[pred.scores > self.score_threshold]
-        return RawResult(candidates=candidates, final=split_final(candidates, self.score_threshold), native=sample)
+
+    def final_detections(self, output: _Output, candidates: Detections) -> Detections:
+        if output.below is None:
+            return super().final_detections(output, candidates)
+        return _instances_to_detections(output.sample.pred_instances, self.class_names, candidates.image_size or (0, 0))
+
+    def native(self, output: _Output) -> Any:
+        sample = output.sample
+        final = None if output.below is not None else self.is_final(sample.pred_instances.scores)
+        if final is not None:
+            sample.pred_instances = sample.pred_instances[final]
+        return sample
+
+
+def adapter_class(cfg: Any) -> type[Adapter]:
+    """The adapter for an mmengine config (one kind for every supported detector family)."""
+    return MMDetAdapter

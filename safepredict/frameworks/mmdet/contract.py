@@ -1,9 +1,12 @@
 """Read MMDetection's training contract from an mmengine config or from a checkpoint alone.
 
-Configs are loaded only through mmengine: ``Config.fromfile`` for a file (``.py`` configs are
-Python, executed by mmengine's own loader, never by us), ``Config.fromstring(text, ".py")`` for
-the config text every mmengine checkpoint embeds (``meta['cfg']``, or
-``message_hub['runtime_info']['cfg']``). Class names come from ``meta['dataset_meta']``.
+Configs are read as data by :mod:`safepredict.frameworks.safe_config`, which evaluates
+mmengine's config language without running it (a ``.py`` config is Python: mmengine executes
+it, and a checkpoint's embedded text would run its author's code); the result is the
+``Config`` that ``Config.fromfile`` gives. Only with ``trust=True`` does mmengine's own loader
+run: ``Config.fromfile`` for a file, ``Config.fromstring(text, ".py")`` for the config text
+every mmengine checkpoint embeds (``meta['cfg']``, or ``message_hub['runtime_info']['cfg']``).
+Class names come from ``meta['dataset_meta']``.
 
 What is read, key by key, is listed in docs/contract.md.
 """
@@ -16,13 +19,15 @@ from typing import Any
 
 from safepredict.contract import (
     ResizePolicy,
-    TrainingArtifact,
     TrainingContract,
     TrainingProgress,
     check_training_config,
     diff,
 )
-from safepredict.errors import ConfigError, FrameworkNotInstalled, TrainingArtifactNotFound
+from safepredict.errors import ConfigError, FrameworkNotInstalled, SafePredictError, TrainingArtifactNotFound
+from safepredict.frameworks import safe_config
+from safepredict.frameworks.artifact import TrainingArtifact
+from safepredict.frameworks.mmdet import keys as keys_table
 
 __all__ = ["discover", "embedded_config", "load_config", "read_contract"]
 
@@ -43,8 +48,12 @@ def _config_class() -> Any:
     return Config
 
 
-def load_config(config: Any) -> tuple[Any, str]:
-    """``(Config, source)`` from a file path, an mmengine ``Config`` or a plain dict."""
+def load_config(config: Any, *, trust: bool = False) -> tuple[Any, str]:
+    """``(Config, source)`` from a file path, an mmengine ``Config`` or a plain dict.
+
+    A file is read as data (:func:`safe_config.load_file`); one that needs code to load raises
+    :class:`~safepredict.errors.UntrustedCodeError`. ``trust=True`` runs ``Config.fromfile``.
+    """
     Config = _config_class()
     if isinstance(config, Config):
         return config, str(getattr(config, "filename", None) or "<mmengine Config object>")
@@ -58,30 +67,42 @@ def load_config(config: Any) -> tuple[Any, str]:
             fix="pass the config file the model was trained with (mmengine dumps it into work_dir)",
         )
     try:
-        return Config.fromfile(str(path)), str(path)
+        return safe_config.load_file(path, trust=trust), str(path)
+    except SafePredictError:
+        raise
     except Exception as exc:
         raise ConfigError(f"MMDetection config {path} could not be read: {exc}", source=str(path)) from exc
 
 
-def embedded_config(data: Mapping[str, Any], path: str | Path = "<checkpoint>") -> tuple[Any, str] | None:
-    """``(Config, source)`` from the config text an mmengine checkpoint carries, or None."""
+def embedded_config(
+    data: Mapping[str, Any], path: str | Path = "<checkpoint>", *, trust: bool = False
+) -> tuple[Any, str] | None:
+    """``(Config, source)`` from the config text an mmengine checkpoint carries, or None.
+
+    The text is read as data; text that needs code raises
+    :class:`~safepredict.errors.UntrustedCodeError` naming ``checkpoint X: meta.cfg`` and the
+    line. ``trust=True`` runs ``Config.fromstring(text, ".py")``.
+    """
     meta = data.get("meta")
     candidates: list[tuple[Any, str]] = []
     if isinstance(meta, Mapping) and meta.get("cfg"):
-        candidates.append((meta["cfg"], f"{path}:meta.cfg"))
+        candidates.append((meta["cfg"], "meta.cfg"))
     hub = data.get("message_hub")
     if isinstance(hub, Mapping):
         info = hub.get("runtime_info")
         if isinstance(info, Mapping) and info.get("cfg"):
-            candidates.append((info["cfg"], f"{path}:message_hub.runtime_info.cfg"))
+            candidates.append((info["cfg"], "message_hub.runtime_info.cfg"))
     if not candidates:
         return None
     Config = _config_class()
-    text, source = candidates[0]
+    text, key = candidates[0]
+    source = f"{path}:{key}"
     if isinstance(text, Config):
         return text, source
     try:
-        return Config.fromstring(str(text), ".py"), source
+        return safe_config.load_text(str(text), f"checkpoint {path}: {key}", trust=trust), source
+    except SafePredictError:
+        raise
     except Exception as exc:
         raise ConfigError(
             f"the config text embedded in checkpoint {path} could not be read: {exc}", source=source
@@ -274,6 +295,15 @@ def _get(node: Any, key: str, default: Any = None) -> Any:
     return node.get(key, default) if isinstance(node, Mapping) else getattr(node, key, default)
 
 
+def _get_path(node: Any, path: str) -> Any:
+    """``node`` at a dotted ``path`` (``test_cfg.rcnn``), or None where a step is missing."""
+    for part in path.split("."):
+        node = _get(node, part)
+        if node is None:
+            return None
+    return node
+
+
 def _class_names(cfg: Any, data: Mapping[str, Any] | None) -> tuple[tuple[str, ...] | None, str]:
     meta = data.get("meta") if data is not None else None
     if isinstance(meta, Mapping):
@@ -364,26 +394,23 @@ def _contract(cfg: Any, source: str, data: Mapping[str, Any] | None) -> Training
             train_resize = None
         keys["train_resize.min_size"] = train_found[1]
 
-    test_cfg = model.get("test_cfg") or {}
-    if "rcnn" in test_cfg:
-        post, post_path = test_cfg["rcnn"], "model.test_cfg.rcnn"
-    elif "rpn" in test_cfg and len(test_cfg) == 1:
-        post, post_path = test_cfg["rpn"], "model.test_cfg.rpn"
-    else:
-        post, post_path = test_cfg, "model.test_cfg"
+    head = keys_table.layout(model)
+    post = _get_path(model, head.post_path.removeprefix("model.")) or {}
+    post_path = head.post_path
     # Dense heads read cfg.get('score_thr', 0): an absent threshold keeps every score.
-    score = post.get("score_thr", 0.0)
-    keys["score_threshold"] = f"{post_path}.score_thr"
-    if "score_thr" not in post:
-        notes["score_threshold"] = "not set: heads read cfg.get('score_thr', 0)"
-    nms_cfg = post.get("nms")
-    nms = nms_cfg.get("iou_threshold") if nms_cfg else None
-    keys["nms_iou"] = f"{post_path}.nms.iou_threshold"
+    score = post.get(head.score_threshold, 0.0)
+    keys["score_threshold"] = f"{post_path}.{head.score_threshold}"
+    if head.score_threshold not in post:
+        notes["score_threshold"] = f"not set: heads read cfg.get('{head.score_threshold}', 0)"
+    nms_key, iou_key = head.nms_iou.split(".")
+    nms_cfg = post.get(nms_key)
+    nms = nms_cfg.get(iou_key) if nms_cfg else None
+    keys["nms_iou"] = f"{post_path}.{head.nms_iou}"
     if not nms_cfg:
         notes["nms_iou"] = "not set: the model runs no NMS"
-    max_det = post.get("max_per_img", -1)
-    keys["max_detections"] = f"{post_path}.max_per_img"
-    if "max_per_img" not in post:
+    max_det = post.get(head.max_detections, -1)
+    keys["max_detections"] = f"{post_path}.{head.max_detections}"
+    if head.max_detections not in post:
         notes["max_detections"] = "not set: -1, no cap"
     raw.update(score_threshold=score, nms_iou=nms, max_detections=max_det)
 
@@ -461,9 +488,11 @@ def _contract(cfg: Any, source: str, data: Mapping[str, Any] | None) -> Training
     )
 
 
-def read_contract(config: Any, *, checkpoint: Mapping[str, Any] | None = None) -> TrainingContract:
+def read_contract(
+    config: Any, *, checkpoint: Mapping[str, Any] | None = None, trust: bool = False
+) -> TrainingContract:
     """The contract of an MMDetection config (path, ``Config`` or dict); ``checkpoint`` adds meta."""
-    cfg, source = load_config(config)
+    cfg, source = load_config(config, trust=trust)
     return _contract(cfg, source, checkpoint)
 
 
@@ -478,12 +507,22 @@ def _dataset_meta(data: Mapping[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-def discover(path: Path, data: dict[str, Any], *, config: Any = None, training_config: Any = None) -> TrainingArtifact:
-    """The training artifact of mmengine checkpoint ``path`` (content ``data``)."""
+def discover(
+    path: Path,
+    data: dict[str, Any],
+    *,
+    config: Any = None,
+    training_config: Any = None,
+    trust: bool = False,
+) -> TrainingArtifact:
+    """The training artifact of mmengine checkpoint ``path`` (content ``data``).
+
+    No config is run unless ``trust=True`` (see :func:`load_config`, :func:`embedded_config`).
+    """
     if training_config is not None:
-        training_cfg, training_source = load_config(training_config)
+        training_cfg, training_source = load_config(training_config, trust=trust)
     else:
-        embedded = embedded_config(data, path)
+        embedded = embedded_config(data, path, trust=trust)
         if embedded is None:
             hint = (
                 f"if {config} is the config the model was trained with, pass it as training_config={str(config)!r}"
@@ -504,7 +543,7 @@ def discover(path: Path, data: dict[str, Any], *, config: Any = None, training_c
     inference_cfg = inference_contract = None
     inference_source = None
     if config is not None:
-        inference_cfg, inference_source = load_config(config)
+        inference_cfg, inference_source = load_config(config, trust=trust)
         # Class names are the checkpoint's, whatever config is used to infer.
         inference_contract = _contract(inference_cfg, inference_source, None)
         discrepancies = diff(training_contract, inference_contract) + discrepancies

@@ -1,10 +1,13 @@
-"""Synthetic prediction streams (image + candidates) for the monitor's tests, benchmark and docs.
+"""Synthetic prediction streams (image + candidates) for the monitor's tests and its benchmark.
 
 A stream is drawn from one fixed distribution: images are a coloured, lit background with a few
 rectangles and mild sensor noise; candidates are a few objects scoring high plus many low-scoring
 background candidates, as a detector returns them before its score threshold. The faults are the
 ones that end in "no instances": a stream can be made noisier, lower in contrast, darker, grayscale,
 BGR instead of RGB, or its scores NaN, collapsed or taken over by one class.
+
+Test-only: no module under ``safepredict/`` imports it. Tests import it as ``from _synthetic import
+SyntheticStream`` (pytest puts ``tests/`` on ``sys.path``, the folder having no ``__init__.py``).
 """
 
 from __future__ import annotations

@@ -1,47 +1,10 @@
-"""What the monitor reports: a Finding value, how it is logged, and the hints built from plain numbers."""
+"""The monitor's hints built from plain numbers: threshold advice and the undertrained checkpoint."""
 
 from __future__ import annotations
 
-from typing import Any
+from safepredict.findings import Finding
 
-import attrs
-
-from safepredict._logging import warn
-
-SEVERITIES = ("info", "warning", "error")
-
-
-def _freeze_evidence(value: Any) -> dict[str, Any]:
-    return dict(value or {})
-
-
-@attrs.frozen
-class Finding:
-    """One thing the monitor noticed: a stable ``code``, a sentence for people, and the numbers behind it.
-
-    ``code`` (``"monitor.empty_streak"``...) is what programs and tests match on; ``evidence`` holds the
-    measured values and the limits they were compared with, and goes into the log record's ``extra``.
-    """
-
-    code: str = attrs.field(validator=attrs.validators.matches_re(r"monitor\.[a-z_]+"))
-    message: str
-    severity: str = attrs.field(default="warning", validator=attrs.validators.in_(SEVERITIES))
-    evidence: dict[str, Any] = attrs.field(factory=dict, converter=_freeze_evidence, eq=False, hash=False)
-
-    def describe(self) -> str:
-        """The finding in one line, evidence included."""
-        facts = ", ".join(f"{k}={_short(v)}" for k, v in self.evidence.items())
-        return f"[{self.severity}] {self.code}: {self.message}" + (f" ({facts})" if facts else "")
-
-    def emit(self) -> None:
-        """Log this finding on the ``safepredict`` logger and raise it as a SafePredictWarning."""
-        warn(self.message, code=self.code, severity=self.severity, evidence=self.evidence, stacklevel=4)
-
-
-def _short(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
+__all__ = ["threshold_advice", "undertraining_hint"]
 
 
 def threshold_advice(
@@ -97,5 +60,5 @@ def undertraining_hint(
         code="monitor.undertrained",
         message=message,
         severity=severity,
-        evidence={"unit": unit, "done": done, "total": total, "fraction": round(fraction, 4)},
+        data={"unit": unit, "done": done, "total": total, "fraction": round(fraction, 4)},
     )

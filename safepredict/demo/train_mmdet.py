@@ -9,13 +9,13 @@ test ``Resize`` scale of its own, ``test_cfg`` score/NMS values of its own, 3 na
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import attrs
 
 from safepredict.demo.data import SyntheticDataset
+from safepredict.demo.seeding import seed_everything
 
 
 @attrs.frozen
@@ -77,7 +77,7 @@ def build_config(dataset: SyntheticDataset, work_dir: Path, recipe: MMDetRecipe)
     return {
         "default_scope": "mmdet",
         "work_dir": str(work_dir),
-        "randomness": {"seed": recipe.seed},
+        "randomness": {"seed": recipe.seed, "deterministic": True},
         "model": {
             "type": "FasterRCNN",
             "data_preprocessor": {
@@ -268,16 +268,31 @@ def build_config(dataset: SyntheticDataset, work_dir: Path, recipe: MMDetRecipe)
     }
 
 
-def train(dataset: SyntheticDataset, work_dir: Path, recipe: MMDetRecipe = MMDetRecipe()) -> dict[str, float]:
-    """Train with ``Runner``, write the config and ``epoch_N.pth`` into ``work_dir``, return val box AP."""
-    import torch
+def train(
+    dataset: SyntheticDataset,
+    work_dir: Path,
+    recipe: MMDetRecipe = MMDetRecipe(),
+    *,
+    custom_hooks: list[dict[str, Any]] | None = None,
+    custom_imports: list[str] | None = None,
+) -> dict[str, float]:
+    """Train with ``Runner``, write the config and ``epoch_N.pth`` into ``work_dir``, return val box AP.
+
+    ``custom_hooks``/``custom_imports`` go into the config as a user would write them (the
+    safepredict training hook: ``[dict(type="SafePredictHook")]``, ``["safepredict.frameworks.mmdet.hook"]``).
+    """
     from mmengine.config import Config
     from mmengine.runner import Runner
 
-    torch.set_num_threads(int(os.environ.get("SAFEPREDICT_TRAIN_THREADS", "1")))
+    seed_everything(recipe.seed)
     work_dir.mkdir(parents=True, exist_ok=True)
     config_path = work_dir / "train_config.py"
-    Config(build_config(dataset, work_dir, recipe)).dump(str(config_path))
+    config = build_config(dataset, work_dir, recipe)
+    if custom_hooks:
+        config["custom_hooks"] = custom_hooks
+    if custom_imports:
+        config["custom_imports"] = {"imports": custom_imports, "allow_failed_imports": False}
+    Config(config).dump(str(config_path))
     cfg = Config.fromfile(str(config_path))
     runner = Runner.from_cfg(cfg)
     runner.train()

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import attrs
 
 from safepredict.demo.data import SyntheticDataset
+from safepredict.demo.seeding import seed_everything
 
 
 @attrs.frozen
@@ -124,19 +125,26 @@ def evaluate(cfg: Any, model: Any, dataset_name: str, output_dir: Path) -> dict[
 
 
 def train(
-    dataset: SyntheticDataset, output_dir: Path, recipe: Detectron2Recipe = Detectron2Recipe()
+    dataset: SyntheticDataset,
+    output_dir: Path,
+    recipe: Detectron2Recipe = Detectron2Recipe(),
+    *,
+    hooks: Sequence[Any] = (),
 ) -> dict[str, float]:
-    """Train; write ``config.yaml``, ``model_final.pth``, ``box_ap.json`` into ``output_dir``; return val box AP."""
-    import torch
+    """Train; write ``config.yaml``, ``model_final.pth``, ``box_ap.json`` into ``output_dir``; return val box AP.
+
+    ``hooks`` are registered after the trainer's own (the safepredict training hook, say).
+    """
     from detectron2.engine import DefaultTrainer, default_setup
 
-    torch.set_num_threads(int(os.environ.get("SAFEPREDICT_TRAIN_THREADS", "1")))
+    seed_everything(recipe.seed)
     output_dir.mkdir(parents=True, exist_ok=True)
     names = register(dataset)
     cfg = build_config(dataset, output_dir, recipe, names)
     # default_setup writes OUTPUT_DIR/config.yaml exactly as Detectron2's tools/train_net.py does.
     default_setup(cfg, argparse.Namespace(config_file="", eval_only=False, resume=False))
     trainer = DefaultTrainer(cfg)
+    trainer.register_hooks(list(hooks))
     trainer.resume_or_load(resume=False)
     trainer.train()
     metrics = evaluate(cfg, trainer.model, names[1], output_dir / "eval")

@@ -1,0 +1,120 @@
+"""How an inference contract differs from the training contract: :func:`diff` and its wording."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import attrs
+
+from safepredict.contract.values import (
+    ARCHITECTURE_FIELDS,
+    DIFF_FIELDS,
+    POSTPROCESSING_FIELDS,
+    Discrepancy,
+    TrainingContract,
+)
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, float) or isinstance(b, float):
+        if a is None or b is None:
+            return a is b
+        return math.isclose(float(a), float(b), rel_tol=1e-6, abs_tol=1e-9)
+    if isinstance(a, tuple) and isinstance(b, tuple):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
+
+
+def _category(field: str) -> str:
+    if field in POSTPROCESSING_FIELDS:
+        return "postprocessing"
+    if field in ARCHITECTURE_FIELDS:
+        return "architecture"
+    return "preprocessing"
+
+
+def _severity(field: str) -> str:
+    if field in POSTPROCESSING_FIELDS or field == "class_names":
+        # A post-processing value chosen at inference is honoured (and logged); wrong names
+        # mislabel but do not change boxes or scores.
+        return "warning"
+    return "error"
+
+
+def _training_value_text(training: TrainingContract, field: str) -> str:
+    # repr, not _fmt: a fix is copied into a config, so values keep their exact spelling.
+    if field in training.raw:
+        return repr(training.raw[field])
+    return repr(training.value(field))
+
+
+def _fix(field: str, training: TrainingContract, inference: TrainingContract) -> str:
+    want = _training_value_text(training, field)
+    have = repr(inference.value(field))
+    inference_key = str(inference.keys.get(field, ""))
+    if inference_key.startswith("overrides["):
+        return f"drop {inference_key} to use the training value {want}, or keep it if the change is deliberate"
+    key = inference_key or str(training.keys.get(field, ""))
+    if not key:
+        note = training.notes.get(field) or "fixed in the framework's code"
+        return f"use the training value {want} ({note}); the inference side has {have}"
+    deliberate = f"or pass overrides={{{field!r}: {have}}} to keep it deliberately"
+    if field in POSTPROCESSING_FIELDS:
+        return f"set {key} = {want} (training value) to match training evaluation, {deliberate}"
+    if field in ("framework", "meta_architecture", "backbone", "depth", "heads", "num_classes"):
+        return (
+            f"build the model from the training config: set {key} = {want} (training value); "
+            "the checkpoint's weights only fit the architecture they were trained with"
+        )
+    if field == "class_names":
+        return f"use the training class names {want} (from {training.where(field)})"
+    return f"set {key} = {want} (training value), {deliberate}"
+
+
+def _message(field: str, t: Any, i: Any) -> str:
+    if field in ("pixel_mean", "pixel_std") and isinstance(t, tuple) and len(t) > 1 and _same(tuple(reversed(t)), i):
+        return "same values in reversed channel order: RGB/BGR swapped"
+    if field == "input_format":
+        return "channel order swapped: the first convolution sees red where it learned blue"
+    return ""
+
+
+def diff(
+    training: TrainingContract, inference: TrainingContract, *, inference_source: str | None = None
+) -> tuple[Discrepancy, ...]:
+    """Every setting of ``inference`` that differs from ``training``, as :class:`Discrepancy` values.
+
+    A field the inference side does not know (``class_names`` None) is not a difference.
+    ``inference_source`` overrides the inference contract's ``source`` in the messages.
+    """
+    if inference_source is not None:
+        inference = attrs.evolve(inference, source=inference_source)
+    found: list[Discrepancy] = []
+    reported: set[str] = set()
+    for field in DIFF_FIELDS:
+        t, i = training.value(field), inference.value(field)
+        if field == "class_names" and (t is None or i is None):
+            continue
+        if _same(t, i):
+            continue
+        key = training.keys.get(field)
+        if field.startswith("resize.") and key is not None:
+            if key in reported:
+                continue  # another resize field read from the same key already names it
+            reported.add(key)
+        found.append(
+            Discrepancy(
+                key=field,
+                framework_key=training.key(field),
+                training=t,
+                inference=i,
+                training_source=training.where(field),
+                inference_source=inference.where(field),
+                severity=_severity(field),
+                category=_category(field),
+                fix=_fix(field, training, inference),
+                message=_message(field, t, i),
+            )
+        )
+    return tuple(found)

@@ -1,0 +1,148 @@
+"""Which framework a checkpoint belongs to, where its training config is, and how inference differs.
+
+:func:`discover` is the one entry: it reads the checkpoint once (weights-only), tells the
+framework from its content, hands the loaded data to that framework's reader
+(``safepredict.frameworks.<name>.contract``), and returns a :class:`TrainingArtifact` carrying
+the training contract, the inference contract, their diff and the checkpoint data itself, so
+nothing later has to read the file again.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from safepredict.contract import Discrepancy, TrainingContract, check_training_config, diff
+from safepredict.errors import UnsupportedModelError
+from safepredict.frameworks.checkpoint import detect_framework, framework_of_config, load_checkpoint
+
+__all__ = ["TrainingArtifact", "discover", "read_contract"]
+
+
+
+@attrs.frozen
+class TrainingArtifact:
+    """A checkpoint with its training contract and, if given, the inference config's contract.
+
+    ``training_cfg``/``inference_cfg`` are the framework's own config objects (a yacs
+    ``CfgNode``, an mmengine ``Config``, a LazyConfig ``DictConfig``).
+    ``discrepancies`` holds the :func:`diff` of the two contracts plus the internal traps of
+    the training config.
+    """
+
+    framework: str
+    checkpoint: Path
+    training_contract: TrainingContract
+    inference_contract: TrainingContract | None
+    training_cfg: Any = attrs.field(eq=False, repr=False)
+    inference_cfg: Any = attrs.field(eq=False, repr=False)
+    training_source: str
+    inference_source: str | None
+    dataset_meta: dict[str, Any] | None = attrs.field(eq=False)
+    discrepancies: tuple[Discrepancy, ...]
+    # What the checkpoint file holds, as read once by discover(): the adapter loads these weights
+    # instead of reading the file again.
+    checkpoint_data: Mapping[str, Any] | None = attrs.field(default=None, eq=False, repr=False)
+
+    @property
+    def contract(self) -> TrainingContract:
+        return self.training_contract
+
+    def errors(self) -> tuple[Discrepancy, ...]:
+        return tuple(d for d in self.discrepancies if d.severity == "error")
+
+    def describe(self) -> str:
+        lines = [f"checkpoint {self.checkpoint}", self.training_contract.describe()]
+        if self.inference_source:
+            lines.append(f"inference config: {self.inference_source}")
+        if self.discrepancies:
+            lines.append(f"{len(self.discrepancies)} difference(s):")
+            lines.extend("  " + d.describe().replace("\n", "\n  ") for d in self.discrepancies)
+        else:
+            lines.append("no differences")
+        return "\n".join(lines)
+
+
+def _reader(framework: str) -> Any:
+    return importlib.import_module(f"safepredict.frameworks.{framework}.contract")
+
+
+def discover(
+    checkpoint: str | Path,
+    config: Any = None,
+    *,
+    training_config: Any = None,
+    overrides: Mapping[str, Any] | None = None,
+    trust: bool = False,
+) -> TrainingArtifact:
+    """Find the training artifact of ``checkpoint``: which framework, its training config, the diff.
+
+    The framework is told by the checkpoint's content. The training config is read from the
+    artifact itself (mmengine: the config text embedded in the checkpoint; Detectron2:
+    ``config.yaml`` beside the checkpoint, as training writes it into ``OUTPUT_DIR``), or from
+    ``training_config`` when you say which file (or config object) the model was trained with.
+    ``config`` is the config you mean to infer with: it is read too and diffed against training.
+    ``overrides`` (contract field -> value) are applied on top of the inference side (the
+    training contract when no ``config`` is given) and show up in the diff.
+
+    No code in the artifact runs unless ``trust=True``: configs are read by safe readers (see
+    docs/security.md), the checkpoint always with ``weights_only=True``.
+
+    Raises :class:`~safepredict.errors.TrainingArtifactNotFound` when no training config can be
+    found, naming what to pass, :class:`~safepredict.errors.UntrustedCodeError` for a config that
+    would run code, and :class:`~safepredict.errors.UnsupportedModelError` for a model family
+    safepredict does not run.
+    """
+    path = Path(checkpoint)
+    data = load_checkpoint(path)
+    framework = detect_framework(data, path)
+    artifact: TrainingArtifact = _reader(framework).discover(
+        path, data, config=config, training_config=training_config, trust=trust
+    )
+    artifact = attrs.evolve(artifact, checkpoint_data=data)
+    check_supported(artifact.training_contract)
+    if overrides:
+        base = artifact.inference_contract or artifact.training_contract
+        inference = base.with_overrides(overrides)
+        discrepancies = diff(artifact.training_contract, inference) + check_training_config(artifact.training_contract)
+        artifact = attrs.evolve(artifact, inference_contract=inference, discrepancies=discrepancies)
+    return artifact
+
+
+def supported_families(framework: str) -> dict[str, str]:
+    """What safepredict runs for ``framework``: family -> what it gives."""
+    keys = importlib.import_module(f"safepredict.frameworks.{framework}.keys")
+    if hasattr(keys, "SUPPORTED"):
+        return dict(keys.SUPPORTED)
+    return {path.rsplit(".", 1)[-1]: kind for path, kind in keys.SUPPORTED_BASES}
+
+
+def check_supported(contract: TrainingContract) -> None:
+    """Raise UnsupportedModelError, naming the family and what is supported, for a model not run."""
+    keys = importlib.import_module(f"safepredict.frameworks.{contract.framework}.keys")
+    problem = keys.family_problem(contract.meta_architecture)
+    if problem is None:
+        return
+    supported = "; ".join(f"{name}: {kind}" for name, kind in supported_families(contract.framework).items())
+    raise UnsupportedModelError(
+        f"{contract.source} trains {problem}, which safepredict does not run. Supported: {supported}",
+        expected=sorted(supported_families(contract.framework)),
+        found=contract.meta_architecture,
+        source=contract.source,
+        fix="run this model with the framework's own tools; safepredict's contract and diff "
+        "(safepredict.frameworks.artifact.read_contract) still read its config",
+    )
+
+
+def read_contract(config: Any, *, framework: str | None = None, trust: bool = False) -> TrainingContract:
+    """The contract of one config (a file path or a framework config object), without a checkpoint.
+
+    Read by the safe readers unless ``trust=True`` (which runs the framework's own loader).
+    """
+    name = framework or framework_of_config(config)
+    contract: TrainingContract = _reader(name).read_contract(config, trust=trust)
+    return contract

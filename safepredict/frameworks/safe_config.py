@@ -1,0 +1,1158 @@
+"""Read mmengine's config language without running it.
+
+mmengine *executes* a ``.py`` config (``eval`` of the whole file) and imports the modules its
+``custom_imports`` names, so ``Config.fromstring(checkpoint['meta']['cfg'], '.py')`` runs
+whatever code the author of a checkpoint put there. This module parses the text with
+:mod:`ast` and evaluates a small data language itself, never with ``exec``, ``eval`` or
+``compile``: literals, ``dict(...)``, displays, names assigned earlier, ``_base_.x``,
+arithmetic and string formatting of plain values, subscripts, assignment to keys. The
+semantics are mmengine 0.10's ``Config._file2dict``: ``_base_`` inheritance (relative paths,
+``package::path``), ``_delete_``, ``{{_base_.x}}``, ``{{ fileDirname }}``,
+``{{$ENV:default}}``, ``_deprecation_``. Everything outside the language raises
+:class:`~safepredict.errors.UntrustedCodeError`, naming the file and line.
+
+Values are plain Python data only (no object the config could call into), and every
+operation is bounded (sizes, integer width, total work, ``_base_`` depth), so a hostile text
+ends in a typed error, never in code, a hang or an exhausted memory.
+
+The language, key by key, is in docs/security.md.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import copy
+import hashlib
+import json
+import logging
+import operator
+import os
+import os.path as osp
+import re
+import reprlib
+import uuid
+import warnings
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, NoReturn
+
+from safepredict.errors import ConfigError, FrameworkNotInstalled, SafePredictError, UntrustedCodeError
+
+__all__ = [
+    "OPENMMLAB_SCOPES",
+    "check_mmengine_types",
+    "evaluate_file",
+    "evaluate_text",
+    "load_file",
+    "load_text",
+    "trust_fix",
+    "untrusted",
+]
+
+logger = logging.getLogger("safepredict")
+
+BASE_KEY = "_base_"
+DELETE_KEY = "_delete_"
+DEPRECATION_KEY = "_deprecation_"
+RESERVED_KEYS = ("filename", "text", "pretty_text", "env_variables")
+
+# Limits far above any real config (the largest of mmdet's zoo creates ~20k values) and far
+# below what would exhaust a machine: a hostile text meets them long before memory or time.
+MAX_SOURCE_CHARS = 8_000_000
+MAX_ITEMS = 1_000_000  # elements of one string, list, tuple, dict or set
+MAX_INT_BITS = 1 << 16
+MAX_WORK = 20_000_000  # elements created by one file, all operations together
+MAX_FORMAT_WIDTH = 10_000
+MAX_BASE_DEPTH = 32
+
+_SUFFIXES = (".py", ".json", ".yaml", ".yml")
+# Attributes of mmengine's ConfigDict (a dict, an addict.Dict) that are Python, not keys:
+# ``cfg.update`` there is the bound method. Reading one is a step towards calling it.
+_CONFIGDICT_ATTRS = frozenset(dir(dict)) | {
+    "build_lazy",
+    "deepcopy",
+    "freeze",
+    "lazy",
+    "merge",
+    "scope",
+    "to_dict",
+    "unfreeze",
+}
+# The registry scopes mmengine may import (``import_module(f"{scope}.registry")``) for a
+# ``default_scope``, a ``_scope_`` or a ``scope.Name`` type: OpenMMLab's own packages.
+OPENMMLAB_SCOPES = frozenset(
+    {
+        "mmaction",
+        "mmcls",
+        "mmcv",
+        "mmdet",
+        "mmdet3d",
+        "mmedit",
+        "mmengine",
+        "mmocr",
+        "mmpose",
+        "mmpretrain",
+        "mmrazor",
+        "mmrotate",
+        "mmseg",
+        "mmselfsup",
+        "mmtrack",
+        "mmyolo",
+    }
+)
+_CONSTRUCTORS: dict[str, Callable[..., Any]] = {"dict": dict, "list": list, "tuple": tuple, "set": set}
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def trust_fix(source: str, sha256: str | None = None) -> str:
+    """How to load ``source`` with the framework's own loader, in words."""
+    pin = f"pin its sha256 {sha256} in the lock" if sha256 else "pin its sha256 in the lock"
+    return (
+        f"if you trust {source} (you wrote it, or you read it), load it with trust=True "
+        f"(SafePredictor.from_checkpoint(path, trust=True)), pass --trust on the command line, or {pin}"
+    )
+
+
+def untrusted(
+    what: str,
+    source: str,
+    *,
+    line: int | None = None,
+    sha256: str | None = None,
+    loader: str = "mmengine's Config.fromfile",
+) -> UntrustedCodeError:
+    """The :class:`UntrustedCodeError` for ``what`` found in ``source`` (at ``line``)."""
+    where = f"{source}, line {line}" if line else source
+    return UntrustedCodeError(
+        f"{where}: {what}. Loading it with {loader} would run code its author wrote; "
+        "safepredict reads configs without running them and refuses this one",
+        expected="plain config data (literals, dict(...), names, _base_)",
+        found=what,
+        source=source,
+        fix=trust_fix(source, sha256),
+        details={"line": line, "construct": what, "sha256": sha256},
+    )
+
+
+# --------------------------------------------------------------------------- values
+
+
+class _CfgDict(dict):
+    """A dict that mmengine holds as a ``ConfigDict``: ``d.key`` reads and writes ``d['key']``.
+
+    mmengine converts the dicts of base configs (and any dict stored into one) to
+    ``ConfigDict``; a ``dict(...)`` the file builds itself stays a plain dict, without
+    attribute access. The distinction is kept so a file reads here exactly as it does there.
+    """
+
+
+def _hook(value: Any) -> Any:
+    """``ConfigDict._hook``: plain dicts become ``_CfgDict`` copies, lists and tuples are rebuilt."""
+    if type(value) is dict:
+        return _CfgDict({k: _hook(v) for k, v in value.items()})
+    if isinstance(value, list | tuple):
+        return type(value)(_hook(v) for v in value)
+    return value
+
+
+def _cfgdict(value: Mapping[Any, Any]) -> _CfgDict:
+    """``ConfigDict(value)``: a new ``_CfgDict`` whose values are hooked (nested ones kept)."""
+    return _CfgDict({k: _hook(v) for k, v in value.items()})
+
+
+def _setitem(container: Any, key: Any, value: Any) -> None:
+    container[key] = _hook(value) if isinstance(container, _CfgDict) else value
+
+
+def _plain(value: Any) -> Any:
+    """``ConfigDict.to_dict``: every dict a plain ``dict``, lists and tuples rebuilt."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_plain(v) for v in value)
+    return value
+
+
+def _to_config_dict(cfg: Any, scope: str | None, has_scope: bool = True) -> Any:
+    """``Config._dict_to_config_dict``: ``_CfgDict`` throughout, ``_scope_`` on the outer typed dicts."""
+    if isinstance(cfg, dict):
+        if has_scope and "type" in cfg:
+            has_scope = False
+            if scope is not None and cfg.get("_scope_", None) is None:
+                cfg["_scope_"] = scope
+        out = _cfgdict(cfg)
+        for key, value in list(out.items()):
+            out[key] = _to_config_dict(value, scope, has_scope)
+        return out
+    if isinstance(cfg, tuple):
+        return tuple(_to_config_dict(c, scope, has_scope) for c in cfg)
+    if isinstance(cfg, list):
+        return [_to_config_dict(c, scope, has_scope) for c in cfg]
+    return cfg
+
+
+def _merge_a_into_b(a: Mapping[Any, Any], b: Any) -> Any:
+    """``Config._merge_a_into_b`` (``allow_list_keys=False``): ``a`` over a copy of ``b``."""
+    b = _cfgdict(b) if isinstance(b, _CfgDict) else dict(b)
+    for k, v in a.items():
+        if isinstance(v, dict):
+            if k in b and not v.pop(DELETE_KEY, False):
+                if not isinstance(b[k], dict):
+                    raise ConfigError(
+                        f"{k}={reprlib.repr(v)} in child config cannot inherit from base because {k} is a dict in the "
+                        f"child config but is of type {type(b[k])} in base config. You may set "
+                        f"`{DELETE_KEY}=True` to ignore the base config.",
+                        found=type(b[k]).__name__,
+                        expected="dict",
+                    )
+                _setitem(b, k, _merge_a_into_b(v, b[k]))
+            else:
+                _setitem(b, k, _cfgdict(v))
+        else:
+            _setitem(b, k, v)
+    return b
+
+
+# --------------------------------------------------------------------------- the evaluator
+
+
+_BINOPS: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv,
+    ast.Mod: operator.mod,
+    ast.Pow: operator.pow,
+    ast.LShift: operator.lshift,
+    ast.RShift: operator.rshift,
+    ast.BitOr: operator.or_,
+    ast.BitXor: operator.xor,
+    ast.BitAnd: operator.and_,
+}
+_INPLACE: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
+    ast.Add: operator.iadd,
+    ast.Sub: operator.isub,
+    ast.Mult: operator.imul,
+    ast.Div: operator.itruediv,
+    ast.FloorDiv: operator.ifloordiv,
+    ast.Mod: operator.imod,
+    ast.Pow: operator.ipow,
+    ast.LShift: operator.ilshift,
+    ast.RShift: operator.irshift,
+    ast.BitOr: operator.ior,
+    ast.BitXor: operator.ixor,
+    ast.BitAnd: operator.iand,
+}
+_UNARY: dict[type[ast.unaryop], Callable[[Any], Any]] = {
+    ast.UAdd: operator.pos,
+    ast.USub: operator.neg,
+    ast.Invert: operator.invert,
+    ast.Not: operator.not_,
+}
+_NUMBERS = (int, float, complex)
+# What string formatting may format: the text of a container is unbounded ([x] * n, nested).
+_SCALARS = (str, bytes, int, float, complex, bool, type(None))
+_SEQUENCES = (str, bytes, list, tuple)
+_SUBSCRIPTABLE = (*_SEQUENCES, dict)
+_ITERABLE = (*_SEQUENCES, dict, set)
+_FORMAT_NUMBER = re.compile(r"\d+")
+_PERCENT_SPEC = re.compile(r"%(\([^)]*\))?([^a-zA-Z%(]*)")
+# What the statements and expressions outside the language are, in words.
+_NAMES: dict[type[ast.AST], str] = {
+    ast.Import: "an import",
+    ast.ImportFrom: "an import",
+    ast.FunctionDef: "a function definition",
+    ast.AsyncFunctionDef: "a function definition",
+    ast.ClassDef: "a class definition",
+    ast.Lambda: "a lambda",
+    ast.ListComp: "a comprehension",
+    ast.SetComp: "a comprehension",
+    ast.DictComp: "a comprehension",
+    ast.GeneratorExp: "a generator expression",
+    ast.If: "an if statement",
+    ast.IfExp: "a conditional expression",
+    ast.For: "a for loop",
+    ast.AsyncFor: "a for loop",
+    ast.While: "a while loop",
+    ast.With: "a with statement",
+    ast.AsyncWith: "a with statement",
+    ast.Try: "a try statement",
+    ast.Raise: "a raise statement",
+    ast.Assert: "an assert statement",
+    ast.Global: "a global statement",
+    ast.Nonlocal: "a nonlocal statement",
+    ast.AnnAssign: "an annotated assignment (the annotation is evaluated)",
+    ast.Compare: "a comparison",
+    ast.BoolOp: "a boolean operation",
+    ast.NamedExpr: "an assignment expression (:=)",
+    ast.Await: "an await",
+    ast.Yield: "a yield",
+    ast.YieldFrom: "a yield",
+}
+
+
+class _Evaluator:
+    """Runs the statements of one config file over a namespace, as plain data."""
+
+    def __init__(self, source: str, namespace: dict[str, Any], sha256: str | None) -> None:
+        self.source = source
+        self.ns = namespace
+        self.sha256 = sha256
+        self.work = 0
+        self.line: int | None = None
+
+    # errors ---------------------------------------------------------------
+
+    def refuse(self, node: ast.AST, what: str) -> NoReturn:
+        raise untrusted(what, self.source, line=getattr(node, "lineno", None) or self.line, sha256=self.sha256)
+
+    def fail(self, message: str, node: ast.AST | None = None) -> NoReturn:
+        line = getattr(node, "lineno", None) or self.line
+        where = f"{self.source}, line {line}" if line else self.source
+        raise ConfigError(
+            f"config {where} could not be read: {message}",
+            source=self.source,
+            details={"line": line},
+            fix="correct the config (it must load with mmengine's Config.fromfile, too)",
+        )
+
+    def charge(self, value: Any) -> Any:
+        if isinstance(value, str | bytes | list | tuple | dict | set | frozenset):
+            size = len(value)
+            if size > MAX_ITEMS:
+                self.fail(f"a value of {size} elements exceeds safepredict's limit of {MAX_ITEMS}")
+            self.work += size + 1
+        else:
+            self.work += 1
+        if self.work > MAX_WORK:
+            self.fail(f"the config creates more than {MAX_WORK} values (safepredict's limit)")
+        return value
+
+    # statements -----------------------------------------------------------
+
+    def run(self, body: list[ast.stmt]) -> None:
+        for stmt in body:
+            self.line = getattr(stmt, "lineno", None)
+            try:
+                self.statement(stmt)
+            except SafePredictError:
+                raise
+            except RecursionError:
+                self.fail("the expression is nested too deeply", stmt)
+            except MemoryError:
+                self.fail("the expression needs more memory than safepredict allows", stmt)
+            except (ArithmeticError, LookupError, TypeError, ValueError, AttributeError) as exc:
+                self.fail(f"{type(exc).__name__}: {exc}", stmt)
+
+    def statement(self, stmt: ast.stmt) -> None:
+        if isinstance(stmt, ast.Assign):
+            value = self.eval(stmt.value)
+            for target in stmt.targets:
+                self.store(target, value)
+        elif isinstance(stmt, ast.AugAssign):
+            self.augassign(stmt)
+        elif isinstance(stmt, ast.Delete):
+            for target in stmt.targets:
+                self.delete(target)
+        elif isinstance(stmt, ast.Expr):
+            self.eval(stmt.value)
+        elif isinstance(stmt, ast.Pass):
+            pass
+        elif isinstance(stmt, ast.Import | ast.ImportFrom):
+            names = ", ".join(a.name for a in stmt.names)
+            module = f"from {'.' * stmt.level}{stmt.module or ''} " if isinstance(stmt, ast.ImportFrom) else ""
+            self.refuse(stmt, f"an import ({module}import {names})")
+        elif isinstance(stmt, ast.With):
+            self.refuse(stmt, "a with statement (a pure-Python `with read_base():` config is Python)")
+        else:
+            self.refuse(stmt, _NAMES.get(type(stmt), f"a {type(stmt).__name__} statement"))
+
+    def store(self, target: ast.expr, value: Any) -> None:
+        if isinstance(target, ast.Name):
+            self.ns[target.id] = value
+        elif isinstance(target, ast.Subscript):
+            container = self.eval(target.value)
+            key = self.index(target.slice)
+            if isinstance(container, dict):
+                _setitem(container, key, value)
+            elif isinstance(container, list):
+                container[key] = value
+                self.charge(container)
+            else:
+                self.fail(f"'{type(container).__name__}' object does not support item assignment", target)
+        elif isinstance(target, ast.Attribute):
+            owner = self.eval(target.value)
+            self.check_attribute(owner, target)
+            _setitem(owner, target.attr, value)
+        elif isinstance(target, ast.Tuple | ast.List):
+            if any(isinstance(e, ast.Starred) for e in target.elts):
+                self.refuse(target, "a starred assignment")
+            if not isinstance(value, list | tuple | str | dict | set):
+                self.fail(f"cannot unpack a {type(value).__name__}", target)
+            items = list(value)
+            if len(items) != len(target.elts):
+                self.fail(f"cannot unpack {len(items)} values into {len(target.elts)} names", target)
+            for element, item in zip(target.elts, items, strict=True):
+                self.store(element, item)
+        else:
+            self.refuse(target, f"an assignment to {type(target).__name__}")
+
+    def augassign(self, stmt: ast.AugAssign) -> None:
+        target = stmt.target
+        op = _INPLACE.get(type(stmt.op))
+        if op is None:
+            self.refuse(stmt, f"the operator {type(stmt.op).__name__}")
+        if isinstance(target, ast.Name):
+            current = self.name(target)
+            self.ns[target.id] = self.binop(stmt.op, current, self.eval(stmt.value), op)
+        elif isinstance(target, ast.Subscript):
+            container = self.eval(target.value)
+            key = self.index(target.slice)
+            result = self.binop(stmt.op, container[key], self.eval(stmt.value), op)
+            if isinstance(container, dict):
+                _setitem(container, key, result)
+            elif isinstance(container, list):
+                container[key] = result
+            else:
+                self.fail(f"'{type(container).__name__}' object does not support item assignment", target)
+        elif isinstance(target, ast.Attribute):
+            owner = self.eval(target.value)
+            self.check_attribute(owner, target)
+            result = self.binop(stmt.op, self.attribute_value(owner, target), self.eval(stmt.value), op)
+            _setitem(owner, target.attr, result)
+        else:
+            self.refuse(stmt, f"an augmented assignment to {type(target).__name__}")
+
+    def delete(self, target: ast.expr) -> None:
+        if isinstance(target, ast.Name):
+            if target.id not in self.ns:
+                self.fail(f"name '{target.id}' is not defined", target)
+            del self.ns[target.id]
+        elif isinstance(target, ast.Subscript):
+            container = self.eval(target.value)
+            if not isinstance(container, dict | list):
+                self.fail(f"'{type(container).__name__}' object does not support item deletion", target)
+            del container[self.index(target.slice)]
+        elif isinstance(target, ast.Attribute):
+            owner = self.eval(target.value)
+            self.check_attribute(owner, target)
+            if target.attr not in owner:
+                self.fail(f"'ConfigDict' object has no attribute '{target.attr}'", target)
+            del owner[target.attr]
+        elif isinstance(target, ast.Tuple | ast.List):
+            for element in target.elts:
+                self.delete(element)
+        else:
+            self.refuse(target, f"a deletion of {type(target).__name__}")
+
+    # expressions ----------------------------------------------------------
+
+    def eval(self, node: ast.expr) -> Any:
+        if isinstance(node, ast.Constant):
+            return self.charge(node.value)
+        if isinstance(node, ast.Name):
+            return self.name(node)
+        if isinstance(node, ast.List):
+            return self.charge(self.elements(node.elts))
+        if isinstance(node, ast.Tuple):
+            return self.charge(tuple(self.elements(node.elts)))
+        if isinstance(node, ast.Set):
+            return self.charge(set(self.elements(node.elts)))
+        if isinstance(node, ast.Dict):
+            return self.display(node)
+        if isinstance(node, ast.Call):
+            return self.call(node)
+        if isinstance(node, ast.UnaryOp):
+            unary = _UNARY.get(type(node.op))
+            if unary is None:  # pragma: no cover - every unary operator is listed
+                self.refuse(node, f"the operator {type(node.op).__name__}")
+            operand = self.eval(node.operand)
+            if not isinstance(node.op, ast.Not) and not isinstance(operand, _NUMBERS):
+                self.fail(f"bad operand type for unary {type(node.op).__name__}: '{type(operand).__name__}'", node)
+            return self.charge(unary(operand))
+        if isinstance(node, ast.BinOp):
+            op = _BINOPS.get(type(node.op))
+            if op is None:
+                self.refuse(node, f"the operator {type(node.op).__name__}")
+            return self.binop(node.op, self.eval(node.left), self.eval(node.right), op)
+        if isinstance(node, ast.Subscript):
+            container = self.eval(node.value)
+            if not isinstance(container, _SUBSCRIPTABLE):
+                self.fail(f"'{type(container).__name__}' object is not subscriptable", node)
+            return self.charge(container[self.index(node.slice)])
+        if isinstance(node, ast.Attribute):
+            owner = self.eval(node.value)
+            self.check_attribute(owner, node)
+            return self.attribute_value(owner, node)
+        if isinstance(node, ast.JoinedStr):
+            return self.charge("".join(self.fstring_part(v) for v in node.values))
+        if isinstance(node, ast.Starred):
+            self.refuse(node, "a starred expression outside a display")
+        self.refuse(node, _NAMES.get(type(node), f"a {type(node).__name__} expression"))
+
+    def name(self, node: ast.Name) -> Any:
+        if node.id in self.ns:
+            return self.ns[node.id]
+        if hasattr(builtins, node.id) or node.id.startswith("__"):
+            self.refuse(node, f"a reference to the Python built-in {node.id!r}")
+        self.fail(f"name '{node.id}' is not defined", node)
+
+    def elements(self, nodes: list[ast.expr]) -> list[Any]:
+        out: list[Any] = []
+        for element in nodes:
+            if isinstance(element, ast.Starred):
+                value = self.eval(element.value)
+                if not isinstance(value, _ITERABLE):
+                    self.fail(f"cannot unpack a {type(value).__name__}", element)
+                out.extend(value)
+            else:
+                out.append(self.eval(element))
+            if len(out) > MAX_ITEMS:
+                self.charge(out)
+        return out
+
+    def display(self, node: ast.Dict) -> dict[Any, Any]:
+        out: dict[Any, Any] = {}
+        for key, value in zip(node.keys, node.values, strict=True):
+            if key is None:  # {**mapping}
+                mapping = self.eval(value)
+                if not isinstance(mapping, dict):
+                    self.fail(f"'{type(mapping).__name__}' object is not a mapping", value)
+                out.update(mapping)
+            else:
+                k = self.eval(key)
+                out[k] = self.eval(value)
+        return self.charge(out)
+
+    def call(self, node: ast.Call) -> Any:
+        func = node.func
+        if not isinstance(func, ast.Name) or func.id not in _CONSTRUCTORS or func.id in self.ns:
+            self.refuse(node, f"a call of {_describe(func)}")
+        positional: list[Any] = []
+        for arg in node.args:
+            if isinstance(arg, ast.Starred):
+                self.refuse(arg, f"a starred argument to {func.id}()")
+            positional.append(self.eval(arg))
+        if len(positional) > 1:
+            self.fail(f"{func.id} expected at most 1 argument, got {len(positional)}", node)
+        if positional and not isinstance(positional[0], _ITERABLE):
+            self.fail(f"'{type(positional[0]).__name__}' object is not iterable", node)
+        keywords: dict[str, Any] = {}
+        for keyword in node.keywords:
+            if keyword.arg is None:  # **mapping
+                mapping = self.eval(keyword.value)
+                if not isinstance(mapping, dict):
+                    self.fail(f"argument after ** must be a mapping, not {type(mapping).__name__}", keyword.value)
+                items = list(mapping.items())
+            else:
+                items = [(keyword.arg, self.eval(keyword.value))]
+            for key, value in items:
+                if not isinstance(key, str):
+                    self.fail("keywords must be strings", node)
+                if key in keywords:
+                    self.fail(f"{func.id}() got multiple values for keyword argument '{key}'", node)
+                keywords[key] = value
+        if keywords and func.id != "dict":
+            self.fail(f"{func.id}() takes no keyword arguments", node)
+        if positional and func.id == "dict" and not isinstance(positional[0], dict):
+            # dict(iterable of pairs): every element must be a pair.
+            for item in positional[0]:
+                if not isinstance(item, list | tuple | str) or len(item) != 2:
+                    self.fail("dictionary update sequence element has the wrong length", node)
+        return self.charge(_CONSTRUCTORS[func.id](*positional, **keywords))
+
+    def index(self, node: ast.expr) -> Any:
+        if isinstance(node, ast.Slice):
+            parts = [self.eval(p) if p is not None else None for p in (node.lower, node.upper, node.step)]
+            for part in parts:
+                if part is not None and not isinstance(part, int):
+                    self.fail("slice indices must be integers or None", node)
+            return slice(*parts)
+        key = self.eval(node)
+        if isinstance(key, list | dict | set):
+            self.fail(f"unhashable type: '{type(key).__name__}'", node)
+        return key
+
+    def check_attribute(self, owner: Any, node: ast.Attribute) -> None:
+        if not isinstance(owner, _CfgDict):
+            self.refuse(
+                node,
+                f"attribute access .{node.attr} on a {type(owner).__name__} "
+                "(only _base_ and the dicts it holds read keys as attributes)",
+            )
+        if node.attr in _CONFIGDICT_ATTRS or node.attr.startswith("__"):
+            self.refuse(node, f"attribute access .{node.attr} (a Python attribute, not a config key)")
+
+    def attribute_value(self, owner: _CfgDict, node: ast.Attribute) -> Any:
+        if node.attr not in owner:
+            self.fail(f"'ConfigDict' object has no attribute '{node.attr}'", node)
+        return owner[node.attr]
+
+    def fstring_part(self, node: ast.expr) -> str:
+        if isinstance(node, ast.Constant):
+            return str(node.value)
+        if not isinstance(node, ast.FormattedValue):  # pragma: no cover - the parser makes only these
+            self.refuse(node, "an f-string part")
+        value = self.eval(node.value)
+        if not isinstance(value, _SCALARS):
+            self.fail(f"an f-string formats only strings and numbers, not a {type(value).__name__}", node)
+        if node.conversion == ord("r"):
+            value = repr(value)
+        elif node.conversion == ord("s"):
+            value = str(value)
+        elif node.conversion == ord("a"):
+            value = ascii(value)
+        spec = ""
+        if node.format_spec is not None:
+            spec = self.eval(node.format_spec)
+            self.check_width(spec, node)
+        text = format(value, spec)
+        return str(self.charge(text))
+
+    def check_width(self, spec: str, node: ast.AST) -> None:
+        for number in _FORMAT_NUMBER.findall(spec):
+            if len(number) > 5 or int(number) > MAX_FORMAT_WIDTH:
+                self.fail(f"format width {number} exceeds safepredict's limit of {MAX_FORMAT_WIDTH}", node)
+
+    def binop(self, op_node: ast.operator, left: Any, right: Any, op: Callable[[Any, Any], Any]) -> Any:
+        kind = type(op_node)
+        self.guard(kind, left, right, op_node)
+        return self.charge(op(left, right))
+
+    def guard(self, kind: type[ast.operator], left: Any, right: Any, node: ast.AST) -> None:
+        """Refuse, before computing it, a result that would be too big to compute."""
+        seq = _SEQUENCES
+        if kind is ast.Mult:
+            if isinstance(left, seq) and isinstance(right, int):
+                size = len(left) * max(right, 0)
+            elif isinstance(right, seq) and isinstance(left, int):
+                size = len(right) * max(left, 0)
+            else:
+                size = 0
+            if size > MAX_ITEMS:
+                self.fail(f"a value of {size} elements exceeds safepredict's limit of {MAX_ITEMS}", node)
+            if isinstance(left, int) and isinstance(right, int):
+                if left.bit_length() + right.bit_length() > MAX_INT_BITS:
+                    self.fail(f"an integer wider than {MAX_INT_BITS} bits", node)
+        elif kind is ast.Pow:
+            if isinstance(left, int) and isinstance(right, int) and right > 0 and abs(left) > 1:
+                if right * left.bit_length() > MAX_INT_BITS:
+                    self.fail(f"an integer wider than {MAX_INT_BITS} bits", node)
+        elif kind is ast.LShift:
+            if isinstance(left, int) and isinstance(right, int) and left and right + left.bit_length() > MAX_INT_BITS:
+                self.fail(f"an integer wider than {MAX_INT_BITS} bits", node)
+        elif kind is ast.Mod:
+            if isinstance(left, str | bytes):
+                if isinstance(right, dict):
+                    args = tuple(right.values())
+                else:
+                    args = right if isinstance(right, tuple) else (right,)
+                if not all(isinstance(a, _SCALARS) for a in args):
+                    self.fail("a %-format formats only strings and numbers", node)
+                text = left.decode("latin-1") if isinstance(left, bytes) else left
+                for _, flags in _PERCENT_SPEC.findall(text):
+                    if "*" in flags:
+                        self.fail("a '*' width in a %-format", node)
+                    self.check_width(flags, node)
+        elif kind is ast.Add:
+            size = len(left) + len(right) if isinstance(left, seq) and isinstance(right, seq) else 0
+            if size > MAX_ITEMS:
+                self.fail(f"a value of {size} elements exceeds safepredict's limit of {MAX_ITEMS}", node)
+
+
+def _describe(func: ast.expr) -> str:
+    try:
+        return f"{ast.unparse(func)}()"
+    except Exception:  # noqa: BLE001 - only a name for the message
+        return type(func).__name__
+
+
+# --------------------------------------------------------------------------- mmengine's _file2dict
+
+
+def _parse(text: str, source: str) -> ast.Module:
+    if len(text) > MAX_SOURCE_CHARS:
+        raise ConfigError(
+            f"config {source} has {len(text)} characters, more than safepredict reads ({MAX_SOURCE_CHARS})",
+            source=source,
+        )
+    try:
+        with warnings.catch_warnings():
+            # Invalid escapes in a config's strings are the author's business, not a warning here.
+            warnings.simplefilter("ignore")
+            return ast.parse(text, filename=source)
+    except SyntaxError as exc:
+        raise ConfigError(
+            f"There are syntax errors in config file {source}, line {exc.lineno}: {exc.msg}",
+            source=source,
+            details={"line": exc.lineno},
+        ) from None
+    except (ValueError, RecursionError, MemoryError, OverflowError) as exc:
+        raise ConfigError(f"config {source} could not be parsed: {type(exc).__name__}: {exc}", source=source) from None
+
+
+def _is_read_base(tree: ast.Module) -> ast.stmt | None:
+    """The first statement of a pure-Python (``read_base``/import) config, or None."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name) and node.targets[0].id == BASE_KEY:
+            return None
+        if isinstance(node, ast.With | ast.Import | ast.ImportFrom):
+            return node
+    return None
+
+
+def _base_assignment(tree: ast.Module) -> ast.Assign | None:
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name) and node.targets[0].id == BASE_KEY:
+            return node
+    return None
+
+
+def _is_base_assign(node: ast.stmt) -> bool:
+    return isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name) and node.targets[0].id == BASE_KEY
+
+
+def _predefined(text: str, filename: str) -> str:
+    """``Config._substitute_predefined_vars``."""
+    file_dirname = osp.dirname(filename)
+    file_basename = osp.basename(filename)
+    templates = {
+        "fileDirname": file_dirname,
+        "fileBasename": file_basename,
+        "fileBasenameNoExtension": osp.splitext(file_basename)[0],
+        "fileExtname": osp.splitext(filename)[1],
+    }
+    for key, value in templates.items():
+        regexp = r"\{\{\s*" + str(key) + r"\s*\}\}"
+        value = value.replace("\\", "/")
+        text = re.sub(regexp, lambda _m, v=value: v, text)  # type: ignore[misc]
+    return text
+
+
+def _environment(text: str, source: str) -> str:
+    """``Config._substitute_env_variables``: ``{{$NAME:default}}``."""
+    regexp = r"\{\{[\'\"]?\s*\$(\w+)\s*\:\s*(\S*?)\s*[\'\"]?\}\}"
+    for var_name, value in re.findall(regexp, text):
+        pattern = r"\{\{[\'\"]?\s*\$" + var_name + r"\s*\:\s*" + re.escape(value) + r"\s*[\'\"]?\}\}"
+        if var_name in os.environ:
+            value = os.environ[var_name]
+            logger.info("config %s: using environment variable %s=%r", source, var_name, value)
+        if not value:
+            raise ConfigError(
+                f"config {source}: `{var_name}` cannot be found in `os.environ`. Please set `{var_name}` in "
+                "environment or give a default value.",
+                source=source,
+            )
+        text = re.sub(pattern, lambda _m, v=value: v, text)  # type: ignore[misc]
+    return text
+
+
+def _pre_substitute_base_vars(text: str) -> tuple[str, dict[str, str]]:
+    """``Config._pre_substitute_base_vars``: ``{{_base_.a.b}}`` becomes a unique placeholder string."""
+    placeholders: dict[str, str] = {}
+    regexp = r"\{\{\s*" + BASE_KEY + r"\.([\w\.]+)\s*\}\}"
+    for base_var in set(re.findall(regexp, text)):
+        token = f"_{base_var}_{uuid.uuid4().hex.lower()[:6]}"
+        placeholders[token] = base_var
+        pattern = r"\{\{\s*" + BASE_KEY + r"\." + base_var + r"\s*\}\}"
+        text = re.sub(pattern, f'"{token}"', text)
+    return text, placeholders
+
+
+def _base_value(base_cfg: Any, dotted: str, source: str) -> Any:
+    value = base_cfg
+    for key in dotted.split("."):
+        try:
+            value = value[key]
+        except (KeyError, TypeError, IndexError) as exc:
+            raise ConfigError(
+                f"config {source}: {{{{_base_.{dotted}}}}} names no value of the base configs ({exc!r})",
+                source=source,
+            ) from None
+    return value
+
+
+def _substitute_base_vars(cfg: Any, placeholders: dict[str, str], base_cfg: Any, source: str) -> Any:
+    """``Config._substitute_base_vars``: placeholder strings become the base values they name."""
+    cfg = copy.deepcopy(cfg)
+    if isinstance(cfg, dict):
+        for k, v in list(cfg.items()):
+            if isinstance(v, str) and v in placeholders:
+                _setitem(cfg, k, _base_value(base_cfg, placeholders[v], source))
+            elif isinstance(v, list | tuple | dict):
+                _setitem(cfg, k, _substitute_base_vars(v, placeholders, base_cfg, source))
+    elif isinstance(cfg, tuple):
+        cfg = tuple(_substitute_base_vars(c, placeholders, base_cfg, source) for c in cfg)
+    elif isinstance(cfg, list):
+        cfg = [_substitute_base_vars(c, placeholders, base_cfg, source) for c in cfg]
+    elif isinstance(cfg, str) and cfg in placeholders:
+        cfg = _base_value(base_cfg, placeholders[cfg], source)
+    return cfg
+
+
+def _base_files(tree: ast.Module | None, data: Mapping[str, Any] | None, source: str, sha256: str | None) -> list[str]:
+    """``Config._get_base_files``: the ``_base_`` of a file, as a list of paths."""
+    if tree is not None:
+        node = _base_assignment(tree)
+        if node is None:
+            return []
+        # mmengine eval()s this expression; here it is evaluated as data, with no names.
+        evaluator = _Evaluator(source, {}, sha256)
+        evaluator.line = node.lineno
+        try:
+            value = evaluator.eval(node.value)
+        except SafePredictError:
+            raise
+        except (ArithmeticError, LookupError, TypeError, ValueError, RecursionError, MemoryError) as exc:
+            evaluator.fail(f"{type(exc).__name__}: {exc}", node)
+    else:
+        value = (data or {}).get(BASE_KEY, [])
+    files = value if isinstance(value, list) else [value]
+    for item in files:
+        if not isinstance(item, str):
+            raise ConfigError(
+                f"config {source}: _base_ must be a path or a list of paths, found {item!r}",
+                found=item,
+                source=source,
+            )
+    return files
+
+
+def _external_path(spec: str, source: str) -> tuple[str, str]:
+    """``package::rel/path.py`` as the file ``<package>/.mim/configs/rel/path.py`` and its scope.
+
+    The package is located with ``importlib.util.find_spec`` of its top-level name, which
+    searches the path without importing (running) it.
+    """
+    import importlib.util
+
+    if re.match(r"\w*::\w*/\w*", spec) is None or spec.count("::") > 1:
+        raise ConfigError(f"config {source}: external base config {spec!r} is not `package::path`", source=source)
+    scope, rel = spec.split("::")
+    found = importlib.util.find_spec(scope) if scope.isidentifier() else None
+    if found is None or not found.origin:
+        raise FrameworkNotInstalled(
+            f"config {source} inherits {spec!r}, but {scope} is not installed",
+            expected=scope,
+            source=source,
+            fix=f"install {scope}, or pass the config with its _base_ resolved (mmengine dumps it so)",
+        )
+    path = osp.join(osp.dirname(found.origin), ".mim", "configs", rel)
+    if not osp.isfile(path):
+        raise ConfigError(f"config {source}: external base config {spec!r} not found at {path}", source=source)
+    return path, scope
+
+
+def _read_structured(path: str, text: str, source: str) -> Any:
+    if path.endswith(".json"):
+        try:
+            return json.loads(text)
+        except (ValueError, RecursionError) as exc:
+            raise ConfigError(f"config {source} is not valid JSON: {exc}", source=source) from None
+    from safepredict.frameworks.safe_yaml import safe_load
+
+    return safe_load(text, source)
+
+
+_Origins = dict[str, tuple[str, "int | None", "str | None"]]
+
+
+def _file2dict(
+    filename: str,
+    *,
+    text: str | None = None,
+    label: str | None = None,
+    chain: tuple[str, ...] = (),
+) -> tuple[dict[str, Any], str, _Origins]:
+    """``Config._file2dict`` without executing anything: ``(cfg_dict, cfg_text, origins)``.
+
+    ``text`` given: the config text of a checkpoint, which has no file; a ``_base_`` there
+    cannot be resolved, and the file-dependent ``{{ fileDirname }}`` / ``{{$ENV:x}}``
+    substitutions are not made (mmengine dumps a config with them already applied).
+    ``origins`` maps each top-level key to the ``(file, line, sha256)`` that last set it.
+    """
+    embedded = text is not None
+    if embedded:
+        source = label or filename
+        sha256 = None
+        raw = text or ""
+    else:
+        filename = osp.abspath(osp.expanduser(filename))
+        source = label or filename
+        if len(chain) > MAX_BASE_DEPTH:
+            raise ConfigError(f"config {source}: _base_ chain deeper than {MAX_BASE_DEPTH}", source=source)
+        if filename in chain:
+            raise ConfigError(f"config {source} inherits itself through _base_ ({' -> '.join(chain)})", source=source)
+        suffix = osp.splitext(filename)[1]
+        if suffix not in _SUFFIXES:
+            raise ConfigError(
+                f"config {source}: only py/yml/yaml/json type are supported now!", source=source, found=suffix
+            )
+        path = Path(filename)
+        if not path.is_file():
+            raise ConfigError(f"config {source} does not exist", source=source, fix="check the _base_ path")
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"config {source} could not be read: {exc}", source=source) from None
+        sha256 = hashlib.sha256(data).hexdigest()
+        raw = data.decode("utf-8", errors="replace")
+
+    is_py = embedded or filename.endswith(".py")
+    content = raw if embedded else _environment(_predefined(raw, filename), source)
+    content, placeholders = _pre_substitute_base_vars(content)
+
+    tree: ast.Module | None = None
+    data_dict: Any = None
+    if is_py:
+        tree = _parse(content, source)
+        lazy = _is_read_base(tree)
+        if lazy is not None:
+            kind = "a `with read_base():` block" if isinstance(lazy, ast.With) else "an import"
+            raise untrusted(
+                f"{kind}: this is a pure-Python (lazy-import) mmengine config, which is Python",
+                source,
+                line=getattr(lazy, "lineno", None),
+                sha256=sha256,
+            )
+    else:
+        data_dict = _read_structured(filename, content, source)
+        if not isinstance(data_dict, dict):
+            raise ConfigError(f"config {source} holds a {type(data_dict).__name__}, not a mapping", source=source)
+
+    base_cfg: _CfgDict = _CfgDict()
+    texts: list[str] = []
+    origins: _Origins = {}
+    base_specs = _base_files(tree, data_dict, source, sha256)
+    if base_specs and embedded:
+        raise ConfigError(
+            f"{source} inherits {reprlib.repr(base_specs)} through _base_, which cannot be resolved without "
+            "the files; a config mmengine dumps into a checkpoint has its _base_ already merged in",
+            found=base_specs,
+            source=source,
+            fix="pass the training config file (work_dir/<name>.py as mmengine dumped it) as training_config",
+        )
+    for spec in base_specs:
+        if "::" in spec:
+            base_path, scope = _external_path(spec, source)
+        else:
+            base_path, scope = osp.join(osp.dirname(filename), spec), None
+        sub, sub_text, sub_origins = _file2dict(base_path, chain=(*chain, filename))
+        texts.append(sub_text)
+        duplicate = base_cfg.keys() & sub.keys()
+        if duplicate:
+            raise ConfigError(
+                f"config {source}: Duplicate key is not allowed among bases. Duplicate keys: {duplicate}",
+                source=source,
+                found=sorted(map(str, duplicate)),
+            )
+        base_cfg.update(_to_config_dict(sub, scope))
+        origins.update(sub_origins)
+
+    if tree is not None:
+        namespace: dict[str, Any] = {BASE_KEY: base_cfg}
+        # mmengine removes every `_base_ = ...` assignment before it runs the file.
+        _Evaluator(source, namespace, sha256).run([stmt for stmt in tree.body if not _is_base_assign(stmt)])
+        cfg_dict = {k: v for k, v in namespace.items() if k != BASE_KEY and not k.startswith("__")}
+        for stmt in tree.body:
+            if isinstance(stmt, ast.Assign | ast.AugAssign):
+                for target in stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]:
+                    if isinstance(target, ast.Name):
+                        origins[target.id] = (source, stmt.lineno, sha256)
+    else:
+        cfg_dict = dict(data_dict)
+        origins.update({str(k): (source, None, sha256) for k in cfg_dict})
+
+    if DEPRECATION_KEY in cfg_dict:
+        info = cfg_dict.pop(DEPRECATION_KEY)
+        message = f"The config file {source} will be deprecated in the future."
+        if isinstance(info, Mapping):
+            if "expected" in info:
+                message += f" Please use {info['expected']} instead."
+            if "reference" in info:
+                message += f" More information can be found at {info['reference']}"
+        logger.info("%s", message)
+
+    cfg_text = f"{filename}\n{raw}"
+    cfg_dict = _substitute_base_vars(cfg_dict, placeholders, base_cfg, source)
+    cfg_dict.pop(BASE_KEY, None)
+    merged = _merge_a_into_b(cfg_dict, base_cfg)
+    result = {k: v for k, v in merged.items() if not str(k).startswith("__")}
+    texts.append(cfg_text)
+    return result, "\n".join(texts), origins
+
+
+def _check_custom_imports(cfg: Mapping[str, Any], origins: _Origins, fallback: str) -> None:
+    imports = cfg.get("custom_imports")
+    if not imports:
+        return
+    source, line, sha256 = origins.get("custom_imports", (fallback, None, None))
+    modules = imports.get("imports") if isinstance(imports, Mapping) else imports
+    if isinstance(modules, str):
+        modules = [modules]
+    if isinstance(modules, list | tuple) and all(
+        isinstance(m, str) and (m == "safepredict" or m.startswith("safepredict.")) for m in modules
+    ):
+        # safepredict's own modules (the training hook registers itself this way): not the
+        # artifact author's code, and already importable here.
+        return
+    raise untrusted(
+        f"custom_imports={reprlib.repr(_plain(imports))}: mmengine imports (runs) the modules "
+        f"{reprlib.repr(modules)} when it loads this config",
+        source,
+        line=line,
+        sha256=sha256,
+    )
+
+
+def _read(source: str, text: str | None = None) -> tuple[dict[str, Any], str]:
+    """``(plain cfg dict, cfg text)`` of file ``source`` (or of ``text``, named ``source``)."""
+    if text is not None and not isinstance(text, str):
+        raise ConfigError(
+            f"{source} is a {type(text).__name__}, not config text", source=source, found=type(text).__name__
+        )
+    try:
+        cfg, cfg_text, origins = _file2dict(source, text=text, label=source)
+        _check_custom_imports(cfg, origins, source)
+        return _plain(cfg), cfg_text
+    except SafePredictError:
+        raise
+    except RecursionError:
+        raise ConfigError(f"config {source} is nested too deeply to read", source=source) from None
+    except MemoryError:
+        raise ConfigError(f"config {source} needs more memory than safepredict allows", source=source) from None
+
+
+def evaluate_file(path: str | Path) -> dict[str, Any]:
+    """The config of mmengine file ``path`` as a plain dict, as ``Config.fromfile(path).to_dict()``.
+
+    Raises :class:`~safepredict.errors.UntrustedCodeError` for anything outside the config
+    language (code, imports, ``custom_imports``) and :class:`~safepredict.errors.ConfigError`
+    for a config mmengine could not read either. Runs none of the file's code.
+    """
+    return _read(str(path))[0]
+
+
+def evaluate_text(text: str, source: str = "<config text>") -> dict[str, Any]:
+    """The config of mmengine config text (a checkpoint's ``meta['cfg']``) as a plain dict."""
+    return _read(source, text)[0]
+
+
+def _type_problem(value: str) -> str | None:
+    """Why mmengine's ``Registry.build`` of ``type=value`` could run code outside a registry, or None.
+
+    ``Registry.get`` falls back to ``get_object_from_string(value)`` for a name no registry
+    holds: ``type='subprocess.call'`` calls ``subprocess.call(**args)``, and a bare
+    ``type='evilmod'`` imports ``evilmod`` if a module of that name is on ``sys.path``.
+    """
+    import importlib.util
+
+    scope, dot, name = value.partition(".")
+    if dot:
+        if scope not in OPENMMLAB_SCOPES:
+            return f"names {scope!r}, not an OpenMMLab registry scope ({', '.join(sorted(OPENMMLAB_SCOPES))})"
+        if not name.isidentifier() or name.startswith("_") or not name[0].isupper():
+            return f"is not `scope.ClassName` (mmengine would import {value!r} as a Python object)"
+        return None
+    if not value.isidentifier():
+        return None  # not a module name: the fallback's import fails harmlessly
+    try:
+        found = importlib.util.find_spec(value)
+    except (ImportError, ValueError):
+        found = None
+    if found is not None:
+        origin = found.origin or value
+        return f"is also the name of the importable module {origin} (mmengine imports it if no registry holds it)"
+    return None
+
+
+def check_mmengine_types(cfg: Any, source: str, trust: bool = False) -> None:
+    """Refuse a config whose ``type``/``_scope_``/``default_scope`` would make mmengine run code.
+
+    A config read as data still goes to mmengine's registries when the model and the pipeline
+    are built, and ``Registry.build`` imports or calls names no registry holds (see
+    :func:`_type_problem`); ``default_scope`` and ``_scope_`` import ``<scope>.registry``.
+    Every ``type`` must therefore be a registry name (``ResNet``, ``mmpretrain.ConvNeXt``) and
+    every scope an OpenMMLab package. ``trust=True`` skips the check.
+    """
+    if trust:
+        return
+    stack: list[tuple[Any, str]] = [(cfg, "")]
+    while stack:
+        node, path = stack.pop()
+        if isinstance(node, Mapping):
+            items = [(str(k), v) for k, v in node.items()]
+        elif isinstance(node, list | tuple):
+            items = [(f"[{i}]", v) for i, v in enumerate(node)]
+        else:
+            continue
+        for key, value in items:
+            where = f"{path}{key}" if key.startswith("[") or not path else f"{path}.{key}"
+            problem = None
+            if key == "type" and isinstance(value, str):
+                problem = _type_problem(value)
+            elif key in ("_scope_", "default_scope") and isinstance(value, str) and value not in OPENMMLAB_SCOPES:
+                problem = f"is not an OpenMMLab scope (mmengine imports {value}.registry)"
+            if problem is not None:
+                raise UntrustedCodeError(
+                    f"config {source}: {where}={value!r} {problem}; building the model would run code "
+                    "outside mmengine's registries",
+                    expected="a registry name (ResNet, mmpretrain.ConvNeXt) and an OpenMMLab scope",
+                    found=value,
+                    source=source,
+                    fix=trust_fix(source),
+                    details={"key": where, "type": value},
+                )
+            stack.append((value, where))
+
+
+def _config_class() -> Any:
+    try:
+        from mmengine.config import Config
+    except ImportError as exc:
+        raise FrameworkNotInstalled(
+            "reading an MMDetection config needs mmengine, which is not importable here",
+            expected="mmengine",
+            found=str(exc),
+            fix="pip install mmengine 'mmcv>=2.0.0rc4,<2.2.0' mmdet (see https://mmdetection.readthedocs.io)",
+        ) from exc
+    return Config
+
+
+def _to_config(cfg: dict[str, Any], text: str, filename: str | None, source: str) -> Any:
+    Config = _config_class()
+    reserved = [k for k in cfg if k in RESERVED_KEYS]
+    if reserved:
+        raise ConfigError(f"config {source}: {reserved[0]} is reserved for config file", source=source)
+    try:
+        return Config(cfg, cfg_text=text, filename=filename)
+    except RecursionError:
+        raise ConfigError(f"config {source} is nested too deeply to read", source=source) from None
+
+
+def load_file(path: str | Path, *, trust: bool = False) -> Any:
+    """An mmengine ``Config`` of file ``path``: read as data, or by mmengine's loader when trusted."""
+    source = str(path)
+    if trust:
+        logger.info("trusted: running mmengine's own config loader on %s", source)
+        return _config_class().fromfile(source)
+    cfg, text = _read(source)
+    check_mmengine_types(cfg, source)
+    return _to_config(cfg, text, source, source)
+
+
+def load_text(text: str, source: str, *, trust: bool = False) -> Any:
+    """An mmengine ``Config`` of config text (``.py`` syntax), named ``source`` in messages.
+
+    A checkpoint's ``meta['cfg']``: ``source`` is then ``checkpoint X: meta.cfg``.
+    """
+    if trust:
+        logger.info("trusted: running mmengine's own config loader on %s", source)
+        return _config_class().fromstring(text, ".py")
+    cfg, cfg_text = _read(source, text)
+    check_mmengine_types(cfg, source)
+    return _to_config(cfg, cfg_text, None, source)

@@ -1,0 +1,138 @@
+"""Many images on every core: worker processes with their own model, decoding overlapped, results in order.
+
+The model is more than 99 % of each image's time, and one process with several intra-op threads
+uses the cores worse than several single-threaded processes (measured on 2 cores, see
+docs/benchmarks.md). :func:`predict_many` therefore starts ``workers`` processes (``spawn``: no
+OpenMP state is forked), each building the same SafePredictor from the same arguments with
+``threads`` intra-op threads, and hands them chunks of images in order. Inside a worker, the
+next image is decoded on a second thread while the model runs the current one. Results come back
+in input order and equal the serial path's (same code, same thread count per forward); the
+caller's monitor is fed every image in the parent process.
+
+On a GPU the plan is one model and a decode pool (threads), since a second model would only
+compete for the same device.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import attrs
+import numpy as np
+
+from safepredict.detections import Detections
+from safepredict.errors import InputError
+
+__all__ = ["WorkerPlan", "default_plan", "run_in_workers"]
+
+
+@attrs.frozen
+class WorkerPlan:
+    """How to spread prediction over the machine: processes, and intra-op threads in each."""
+
+    workers: int = attrs.field(validator=attrs.validators.ge(0))
+    threads: int = attrs.field(validator=attrs.validators.ge(1))
+
+    def describe(self) -> str:
+        if self.workers == 0:
+            return f"in this process, {self.threads} intra-op thread(s), decoding overlapped"
+        return f"{self.workers} worker process(es) x {self.threads} intra-op thread(s), decoding overlapped"
+
+
+def cores() -> int:
+    """CPU cores this process may run on (its affinity, not the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def default_plan(device: str, images: int | None = None) -> WorkerPlan:
+    """One single-threaded worker per core on the CPU; on a GPU one model (this process).
+
+    Fewer workers than images: a worker costs a model build (seconds), so a handful of images
+    stays in this process.
+    """
+    n = cores()
+    if device.startswith(("cuda", "mps")):
+        return WorkerPlan(workers=0, threads=n)
+    if images is not None and images < 4 * n:
+        return WorkerPlan(workers=0, threads=n)
+    return WorkerPlan(workers=n, threads=1)
+
+
+# ---------------------------------------------------------------------------- inside a worker
+
+_WORKER: Any = None
+
+
+def _start_worker(kwargs: dict[str, Any], threads: int) -> None:
+    import torch
+
+    from safepredict.predictor import SafePredictor
+
+    torch.set_num_threads(threads)
+    global _WORKER
+    # The parent checked the lock and owns the monitor; a worker only predicts.
+    _WORKER = SafePredictor(**{**kwargs, "monitor": False, "lock": None, "replay": False})
+
+
+Result = tuple[np.ndarray | None, Detections, Detections]
+
+
+def run_chunk(predictor: Any, items: Sequence[tuple[Any, str]], want_image: bool) -> list[Result]:
+    """``(rgb or None, candidates, final)`` per item, decoding item i+1 while the model runs item i."""
+    out: list[Result] = []
+    if not items:
+        return out
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="safepredict-decode") as decoder:
+        pending = decoder.submit(predictor.load, *items[0])
+        for i in range(len(items)):
+            loaded = pending.result()
+            if i + 1 < len(items):
+                pending = decoder.submit(predictor.load, *items[i + 1])
+            raw = predictor._adapter.run(loaded)
+            out.append((loaded.to("RGB") if want_image else None, raw.candidates, raw.final))
+    return out
+
+
+def _worker_chunk(task: tuple[Sequence[tuple[Any, str]], bool]) -> list[Result]:
+    items, want_image = task
+    return run_chunk(_WORKER, items, want_image)
+
+
+# ---------------------------------------------------------------------------- in the caller
+
+
+def chunks(items: Iterable[tuple[Any, str]], size: int) -> Iterator[list[tuple[Any, str]]]:
+    chunk: list[tuple[Any, str]] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def run_in_workers(
+    kwargs: dict[str, Any],
+    items: Iterable[tuple[Any, str]],
+    plan: WorkerPlan,
+    *,
+    want_image: bool,
+    chunk_size: int = 4,
+) -> Iterator[Result]:
+    """Results of ``items`` (``(image, color)``) from ``plan.workers`` spawned processes, in order."""
+    import multiprocessing
+
+    if plan.workers < 1:
+        raise InputError(f"run_in_workers needs at least one worker, got {plan.workers}")
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(plan.workers, initializer=_start_worker, initargs=(kwargs, plan.threads)) as pool:
+        tasks = ((chunk, want_image) for chunk in chunks(items, chunk_size))
+        for results in pool.imap(_worker_chunk, tasks):
+            yield from results
