@@ -73,7 +73,7 @@ def _folder(images: int, root: Path) -> Path:
     dataset = get_dataset()
     sources = list(dataset.val_images) + sorted(Path(dataset.train_dir).glob("*.png"))
     folder = root / "images"
-    folder.mkdir()
+    folder.mkdir(parents=True)
     for i in range(images):
         shutil.copy(sources[i % len(sources)], folder / f"{i:05d}.png")
     return folder

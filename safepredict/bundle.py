@@ -128,7 +128,7 @@ def write_bundle(
     # The bundle is not there yet: nothing beside the checkpoint to find but the lock just written.
     predictor = SafePredictor.from_checkpoint(checkpoint, monitor=False, bundle=False, **kwargs)
     builder = ProfileBuilder(
-        score_threshold=predictor.score_threshold,
+        score_threshold=predictor.monitor_threshold,
         class_names=predictor.class_names,
         threshold_key=predictor.threshold_key,
     )

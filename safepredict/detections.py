@@ -170,6 +170,36 @@ class Detections:
             out.append(result)
         return out
 
+    def to_supervision(self) -> Any:
+        """These detections as supervision's ``sv.Detections`` (boxes, scores, class ids, masks, names).
+
+        Drawing them with supervision's annotators (``image`` in the colour order you predicted)::
+
+            import supervision as sv
+            sv_dets = dets.to_supervision()
+            scene = sv.BoxAnnotator().annotate(image.copy(), sv_dets)
+            scene = sv.LabelAnnotator().annotate(scene, sv_dets, labels=sv_dets.data["class_name"])
+        """
+        try:
+            import supervision as sv
+        except ImportError as exc:
+            from safepredict.errors import FrameworkNotInstalled
+
+            raise FrameworkNotInstalled(
+                "Detections.to_supervision needs supervision, which is not importable here",
+                expected="supervision",
+                found=str(exc),
+                fix="pip install supervision (or pip install 'safepredict[supervision]')",
+            ) from exc
+        data = {"class_name": np.array(self.names, dtype=object)} if len(self) else {}
+        return sv.Detections(
+            xyxy=self.boxes.astype(np.float32),
+            confidence=self.scores.astype(np.float32),
+            class_id=self.labels.astype(int),
+            mask=None if self.masks is None else self.masks.astype(bool),
+            data=data,
+        )
+
     def __repr__(self) -> str:
         extra = "".join(f", {name}" for name in ("masks", "keypoints") if getattr(self, name) is not None)
         return f"Detections(n={len(self)}, classes={self.class_names}, image_size={self.image_size}{extra})"

@@ -83,6 +83,18 @@ def _effective_config(
                 training=d.training,
                 inference=d.inference,
             )
+    for d in artifact.config_differences:
+        if d.category == "other":
+            logger.info("config key %s differs from training (%r -> %r): %s", d.key, d.training, d.inference, d.fix)
+            continue
+        warn(
+            f"{d.key}: ignoring {d.inference!r} from {d.inference_source}; the model is built from the training "
+            f"config, which has {d.training!r} ({d.category}, a key outside the contract). {d.fix}",
+            code="contract.config_key",
+            key=d.key,
+            training=d.training,
+            inference=d.inference,
+        )
     for field, value in (overrides or {}).items():
         key = training.key(field)
         if field != "resize" and field not in training.keys:
@@ -218,6 +230,9 @@ class SafePredictor:
         bundle: use the safepredict bundle beside the checkpoint (written at the end of training
             by the training hooks, see docs/monitoring.md): its lock, reference profile, golden
             set and class names stand in for ``lock``/``reference``/``class_names`` not given.
+        auto_reference: with a monitor and no reference (given or in the bundle), build one once
+            from the validation set the training config names, if its files are on this machine,
+            and cache it (``safepredict.autoref``, docs/monitoring.md).
 
     With ``lock``, the weights and config files are hashed before anything is deserialised: a
     file whose sha256 differs from the lock raises IntegrityError whatever ``on_env_mismatch``
@@ -241,6 +256,7 @@ class SafePredictor:
         device: str | None = None,
         trust: bool = False,
         bundle: bool = True,
+        auto_reference: bool = True,
     ) -> None:
         if on_env_mismatch not in ("warn", "error"):
             raise InputError(f"on_env_mismatch must be 'warn' or 'error', got {on_env_mismatch!r}")
@@ -301,6 +317,9 @@ class SafePredictor:
         )
         self.cfg, self.applied_contract, self.discrepancies = _effective_config(self.artifact, overrides)
         names = tuple(class_names) if class_names is not None else self.artifact.training_contract.class_names
+
+        self._adapter = _make_adapter(self.artifact, self.cfg, device, strict, names)
+        # After the strict fit check: a checkpoint for another class count is named as such first.
         expected_classes = self.artifact.training_contract.num_classes
         if names is not None and class_names is not None and expected_classes and len(names) != expected_classes:
             raise InputError(
@@ -309,7 +328,6 @@ class SafePredictor:
                 found=len(names),
                 fix=f"pass the {expected_classes} names in training order",
             )
-        self._adapter = _make_adapter(self.artifact, self.cfg, device, strict, names)
         # The weights live in the model now; holding the file's content too would double the memory.
         self.artifact = attrs.evolve(self.artifact, checkpoint_data=None)
         if self._adapter.class_names is None:
@@ -320,7 +338,7 @@ class SafePredictor:
             )
         self.class_names = self._adapter.class_names
         self._check_progress()
-        self.monitor = self._make_monitor(reference) if monitor else None
+        self.monitor = self._make_monitor(reference, auto_reference) if monitor else None
         self._lock_path = Path(lock) if lock is not None else None
         # The golden replay's report (drift is also logged as monitor.replay_drift), or None.
         self.replay_report = self.replay() if replay else None
@@ -365,6 +383,12 @@ class SafePredictor:
     @property
     def threshold_key(self) -> str:
         return self._adapter.threshold_key
+
+    @property
+    def monitor_threshold(self) -> float:
+        """Where the monitor cuts candidates: the score threshold, or 0.0 where the model kept its
+        own (FCOS/ATSS: every candidate is final, and some score below the threshold)."""
+        return self._adapter.score_threshold if self._adapter.keeps_candidates else 0.0
 
     def describe(self) -> str:
         lines = [self.artifact.describe(), self._adapter.describe()]
@@ -432,12 +456,13 @@ class SafePredictor:
         """Detections of each image, in input order, using the whole machine.
 
         ``workers`` processes (default: one per core on the CPU, none on a GPU or for a handful
-        of images) each build this predictor from the same arguments with ``threads`` intra-op
-        threads; each decodes the next image while its model runs. Every output equals what
+        of images) with ``threads`` intra-op threads each: forked from this process on Linux
+        (sharing this model copy-on-write), else spawned, each building this predictor from the
+        same arguments; each decodes the next image while its model runs. Every output equals what
         :meth:`predict` gives for that image (same code, same threads per forward), and this
         predictor's monitor sees every image. ``workers=0`` runs here, decoding overlapped.
         """
-        from safepredict.workers import WorkerPlan, chunks, default_plan, run_chunk, run_in_workers
+        from safepredict.workers import WorkerPlan, chunks, cores, default_plan, run_chunk, run_in_workers
 
         check_color(color)
         sized = len(images) if hasattr(images, "__len__") else None  # type: ignore[arg-type]
@@ -445,13 +470,19 @@ class SafePredictor:
         items = ((image, color) for image in images)
         want_image = self.monitor is not None
         if plan.workers == 0:
+            import torch
+
+            # Decoding on a second thread pays where the model leaves a core free (a GPU, one thread).
+            overlap = self.device.startswith("cuda") or torch.get_num_threads() < cores()
             results: Iterable[Any] = (
-                result for chunk in chunks(items, chunk_size) for result in run_chunk(self, chunk, want_image)
+                result
+                for chunk in chunks(items, chunk_size)
+                for result in run_chunk(self, chunk, want_image, overlap=overlap)
             )
         else:
             kwargs = dict(self._init_kwargs)
             kwargs["checkpoint"] = self.artifact.checkpoint
-            results = run_in_workers(kwargs, items, plan, want_image=want_image, chunk_size=chunk_size)
+            results = run_in_workers(self, kwargs, items, plan, want_image=want_image, chunk_size=chunk_size)
         for rgb, candidates, final in results:
             if self.monitor is not None:
                 self.monitor.observe(rgb, candidates)
@@ -481,14 +512,18 @@ class SafePredictor:
         if hint is not None:
             hint.emit()
 
-    def _make_monitor(self, reference: Any) -> Any:
+    def _make_monitor(self, reference: Any, auto_reference: bool = False) -> Any:
         from safepredict.monitor import Monitor, ReferenceProfile
 
         if reference is not None and not isinstance(reference, ReferenceProfile):
             reference = ReferenceProfile.load(reference)
+        if reference is None and auto_reference:
+            from safepredict.autoref import automatic_reference
+
+            reference = automatic_reference(self)  # cached, or built once from the validation set; or None
         return Monitor(
             reference=reference,
-            score_threshold=self.score_threshold,
+            score_threshold=self.monitor_threshold,
             threshold_key=self.threshold_key,
             class_names=self.class_names,
         )

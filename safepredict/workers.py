@@ -2,12 +2,14 @@
 
 The model is more than 99 % of each image's time, and one process with several intra-op threads
 uses the cores worse than several single-threaded processes (measured on 2 cores, see
-docs/benchmarks.md). :func:`predict_many` therefore starts ``workers`` processes (``spawn``: no
-OpenMP state is forked), each building the same SafePredictor from the same arguments with
-``threads`` intra-op threads, and hands them chunks of images in order. Inside a worker, the
-next image is decoded on a second thread while the model runs the current one. Results come back
-in input order and equal the serial path's (same code, same thread count per forward); the
-caller's monitor is fed every image in the parent process.
+docs/benchmarks.md). :func:`run_in_workers` therefore starts ``workers`` processes, each with
+``threads`` intra-op threads, and hands them chunks of images in order. On Linux they are forked
+from the caller, whose model they share copy-on-write (no import, no model build, no second
+checkpoint read: the pattern of torch's own DataLoader workers, which also run single-threaded);
+elsewhere, or with a GPU, they are spawned and each builds the same SafePredictor from the same
+arguments. Inside a worker, the next image is decoded on a second thread while the model runs
+the current one. Results come back in input order and equal the serial path's (same code, same
+thread count per forward); the caller's monitor is fed every image in the parent process.
 
 On a GPU the plan is one model and a decode pool (threads), since a second model would only
 compete for the same device.
@@ -69,6 +71,12 @@ def default_plan(device: str, images: int | None = None) -> WorkerPlan:
 _WORKER: Any = None
 
 
+def _start_forked_worker(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)  # _WORKER is the parent's predictor, inherited by fork
+
+
 def _start_worker(kwargs: dict[str, Any], threads: int) -> None:
     import torch
 
@@ -83,10 +91,22 @@ def _start_worker(kwargs: dict[str, Any], threads: int) -> None:
 Result = tuple[np.ndarray | None, Detections, Detections]
 
 
-def run_chunk(predictor: Any, items: Sequence[tuple[Any, str]], want_image: bool) -> list[Result]:
-    """``(rgb or None, candidates, final)`` per item, decoding item i+1 while the model runs item i."""
+def run_chunk(
+    predictor: Any, items: Sequence[tuple[Any, str]], want_image: bool, *, overlap: bool = True
+) -> list[Result]:
+    """``(rgb or None, candidates, final)`` per item, decoding item i+1 while the model runs item i.
+
+    ``overlap=False`` decodes inline: where the model already uses every core (intra-op threads),
+    a decoding thread only makes OpenMP's spinning threads wait for it.
+    """
     out: list[Result] = []
     if not items:
+        return out
+    if not overlap:
+        for item in items:
+            loaded = predictor.load(*item)
+            raw = predictor._adapter.run(loaded)
+            out.append((loaded.to("RGB") if want_image else None, raw.candidates, raw.final))
         return out
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="safepredict-decode") as decoder:
         pending = decoder.submit(predictor.load, *items[0])
@@ -119,6 +139,7 @@ def chunks(items: Iterable[tuple[Any, str]], size: int) -> Iterator[list[tuple[A
 
 
 def run_in_workers(
+    predictor: Any,
     kwargs: dict[str, Any],
     items: Iterable[tuple[Any, str]],
     plan: WorkerPlan,
@@ -126,13 +147,31 @@ def run_in_workers(
     want_image: bool,
     chunk_size: int = 4,
 ) -> Iterator[Result]:
-    """Results of ``items`` (``(image, color)``) from ``plan.workers`` spawned processes, in order."""
+    """Results of ``items`` (``(image, color)``) from ``plan.workers`` processes, in order.
+
+    Forked from this process where that is safe (Linux, model on the CPU), else spawned, each
+    then building a predictor from ``kwargs``.
+    """
     import multiprocessing
+    import sys
 
     if plan.workers < 1:
         raise InputError(f"run_in_workers needs at least one worker, got {plan.workers}")
-    context = multiprocessing.get_context("spawn")
-    with context.Pool(plan.workers, initializer=_start_worker, initargs=(kwargs, plan.threads)) as pool:
+    global _WORKER
+    fork = sys.platform.startswith("linux") and not str(getattr(predictor, "device", "cpu")).startswith("cuda")
+    context: Any
+    if fork:
+        _WORKER = predictor
+        context = multiprocessing.get_context("fork")
+        pool_args: tuple[Any, tuple[Any, ...]] = (_start_forked_worker, (plan.threads,))
+    else:
+        context = multiprocessing.get_context("spawn")
+        pool_args = (_start_worker, (kwargs, plan.threads))
+    with context.Pool(plan.workers, initializer=pool_args[0], initargs=pool_args[1]) as pool:
         tasks = ((chunk, want_image) for chunk in chunks(items, chunk_size))
-        for results in pool.imap(_worker_chunk, tasks):
-            yield from results
+        try:
+            for results in pool.imap(_worker_chunk, tasks):
+                yield from results
+        finally:
+            if fork:
+                _WORKER = None

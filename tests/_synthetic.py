@@ -120,3 +120,30 @@ class SyntheticStream:
             class_names=names,
             image_size=(self.height, self.width),
         )
+
+
+def dataset_images(root: Any, seed: int, n: int) -> list[Any]:
+    """``n`` fresh image files of the fixtures' data set: its generator with another seed (never trained on).
+
+    The real-model tests feed these to the trained fixtures as a healthy stream, then altered.
+    """
+    from pathlib import Path
+
+    from safepredict.demo.data import DatasetSpec, generate
+
+    dataset = generate(Path(root) / f"seed-{seed}", DatasetSpec(seed=seed, num_train=0, num_val=n))
+    return sorted(dataset.val_dir.glob("*.png"))
+
+
+def degraded(kind: str, bgr: np.ndarray, seed: int = 7) -> np.ndarray:
+    """A BGR image made grayscale, low in contrast (×0.3) or noisy (σ = 30), as a camera fault makes it."""
+    if kind == "grayscale":
+        gray = (0.114 * bgr[:, :, 0] + 0.587 * bgr[:, :, 1] + 0.299 * bgr[:, :, 2]).astype(np.uint8)
+        return np.repeat(gray[:, :, None], 3, axis=2)
+    if kind == "low_contrast":
+        f = bgr.astype(np.float32)
+        return np.clip((f - f.mean()) * 0.3 + f.mean(), 0, 255).astype(np.uint8)
+    if kind == "noise":
+        rng = np.random.default_rng(seed)
+        return np.clip(bgr + rng.normal(0.0, 30.0, bgr.shape), 0, 255).astype(np.uint8)
+    raise ValueError(f"unknown degradation {kind!r}")

@@ -371,7 +371,14 @@ def _d2_build(family: str, config_name: str, images: tuple[Path, ...], out: Path
     predictors = model.roi_heads.box_predictor if hasattr(model, "roi_heads") else model
     for stage in predictors if isinstance(predictors, torch.nn.ModuleList) else [predictors]:
         stage.test_score_thresh = 0.0
+    # The scores do not depend on the mask and keypoint heads: skip them (up to 100 boxes each).
+    roi_heads = getattr(model, "roi_heads", None)
+    heads_on = {h: getattr(roi_heads, h) for h in ("mask_on", "keypoint_on") if hasattr(roi_heads, h)}
+    for flag in heads_on:
+        setattr(roi_heads, flag, False)
     threshold = choose_threshold([run(p).scores.numpy() for p in images])
+    for flag, value in heads_on.items():
+        setattr(roi_heads, flag, value)
     DetectionCheckpointer(model, save_dir=str(out)).save("model_final")
     if lazy:
         cfg.model.roi_heads.box_predictor.test_score_thresh = threshold

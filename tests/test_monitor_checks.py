@@ -237,17 +237,24 @@ def test_an_unusable_image_is_reported_not_raised(reference):
 
 
 def test_swapped_channels_with_balanced_red_and_blue():
-    """Red and blue objects on gray: the means cannot tell, the colour histogram (yellow → cyan) can."""
+    """Red and blue objects on gray: the means cannot tell, the telling colours (yellow → cyan) can, at once."""
     ref = ReferenceProfile.build(
         SyntheticStream(seed=13, balanced_colours=True).take(300), score_threshold=0.5, class_names=NAMES
     )
     healthy = _monitor(ref).observe_many(SyntheticStream(seed=14, balanced_colours=True).take(400))
     assert healthy == [], [f.describe() for f in healthy]
-    swapped = SyntheticStream(seed=15, balanced_colours=True, faults=("swap_channels",)).take(200)
+    swapped = SyntheticStream(seed=15, balanced_colours=True, faults=("swap_channels",)).take(50)
     hit = next(f for f in _monitor(ref).observe_many(swapped) if f.code == "monitor.input_channel_order")
     ev = hit.data
-    assert ev["colour_psi_swapped"] < 0.5 * ev["colour_psi"] and ev["colour_psi"] > 3 * ev["colour_psi_noise"]
-    assert "colour histogram" in hit.message and "mean colour" not in hit.message
+    assert ev["reference_colour_vote"] < 0 < ev["colour_vote"] and ev["colour_vote_z"] > stats.z_for(1e-6)
+    assert "telling colours" in hit.message and "mean colour" not in hit.message
+    assert "color='RGB'" in hit.message and "cv2.cvtColor" in hit.message
+    # Over a longer window the colour histogram shows it too.
+    later = _monitor(ref, rate_limit_images=0, rate_limit_seconds=0.0).observe_many(
+        SyntheticStream(seed=15, balanced_colours=True, faults=("swap_channels",)).take(200)
+    )
+    last = [f for f in later if f.code == "monitor.input_channel_order"][-1].data
+    assert last["colour_psi_swapped"] < 0.5 * last["colour_psi"] and last["colour_psi"] > 3 * last["colour_psi_noise"]
 
 
 def test_images_are_optional(reference):

@@ -28,12 +28,14 @@ class _StandInPredictor:
         self.seen: list[Path] = []
 
     @classmethod
-    def from_checkpoint(cls, checkpoint, config=None):
+    def from_checkpoint(cls, checkpoint, config=None, **kwargs):
+        assert kwargs == {"monitor": False}  # profiling needs no monitor (nor an automatic reference)
         cls.opened.append((Path(checkpoint), config))
         return cls()
 
-    def predict_candidates(self, image_path):
-        self.seen.append(Path(image_path))
+    def predict_candidates(self, image, color="BGR"):
+        if isinstance(image, (str, Path)):
+            self.seen.append(Path(image))
         return next(self._pairs)
 
 
@@ -72,6 +74,7 @@ def test_profile_writes_next_to_the_checkpoint(tmp_path, folder, predictor_modul
     profile = ReferenceProfile.load(ckpt.parent / "safepredict-profile.json")
     assert profile.n_images == 6 and profile.threshold_key == "MODEL.ROI_HEADS.SCORE_THRESH_TEST"
     assert profile.class_names == _StandInPredictor.class_names and profile.inputs is not None
+    assert profile.swapped_class_share is not None  # some images went through swapped too
     assert _StandInPredictor.opened == [(ckpt, Path("cfg.yaml"))]
     assert "reference profile of 6 images" in capsys.readouterr().out
 

@@ -14,7 +14,7 @@ config) is framework knowledge: :func:`safepredict.frameworks.artifact.discover`
 
 from __future__ import annotations
 
-from safepredict.contract.diff import diff
+from safepredict.contract.diff import config_diff, diff
 from safepredict.contract.traps import check_training_config
 from safepredict.contract.values import (
     ARCHITECTURE_FIELDS,
@@ -52,6 +52,7 @@ __all__ = [
     "TrainingContract",
     "TrainingProgress",
     "check_training_config",
+    "config_diff",
     "diff",
     "with_overrides",
 ]

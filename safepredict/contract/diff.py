@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -118,3 +119,71 @@ def diff(
             )
         )
     return tuple(found)
+
+
+def config_diff(
+    training: Mapping[str, Any],
+    inference: Mapping[str, Any],
+    *,
+    covered: Iterable[str],
+    category_of: Callable[[str], str],
+    training_source: str,
+    inference_source: str,
+) -> tuple[Discrepancy, ...]:
+    """Every config key (flattened ``a.b[0].c`` paths) whose value differs, outside the contract.
+
+    The contract's own fields are diffed by :func:`diff`; this names the rest, so a changed
+    ``MODEL.ROI_BOX_HEAD.FC_DIM`` is reported even though the model (built from training)
+    ignores it. ``covered`` are the key paths the contract already compares; ``category_of``
+    maps a key path to preprocessing / postprocessing / architecture / other.
+    """
+    skip = set(covered)
+    found = []
+    for key in sorted(set(training) | set(inference)):
+        if key in skip or any(key.startswith(c + ".") or key.startswith(c + "[") for c in skip):
+            continue
+        t, i = training.get(key, _ABSENT), inference.get(key, _ABSENT)
+        if t is not _ABSENT and i is not _ABSENT and _same(_tuples(t), _tuples(i)):
+            continue
+        category = category_of(key)
+        ignored = category != "other"
+        found.append(
+            Discrepancy(
+                key=key,
+                framework_key=key,
+                training=None if t is _ABSENT else t,
+                inference=None if i is _ABSENT else i,
+                training_source=training_source,
+                inference_source=inference_source,
+                severity="warning" if ignored else "info",
+                category=category,
+                fix=(
+                    f"the model is built and run from the training config: set {key} = {_short(t)} in your config "
+                    "to match it, or retrain if you meant the change"
+                    if ignored
+                    else "none needed: this key does not change inference"
+                ),
+                message="outside the contract"
+                + (": absent from training" if t is _ABSENT else ": absent from your config" if i is _ABSENT else ""),
+            )
+        )
+    return tuple(found)
+
+
+def _tuples(value: Any) -> Any:
+    """Lists as tuples, recursively: configs spell one sequence either way (yacs dumps, yaml loads)."""
+    if isinstance(value, list | tuple):
+        return tuple(_tuples(v) for v in value)
+    return value
+
+
+class _Absent:
+    def __repr__(self) -> str:
+        return "<absent>"
+
+
+_ABSENT: Any = _Absent()
+
+
+def _short(value: Any) -> str:
+    return "<absent>" if value is _ABSENT else repr(value)

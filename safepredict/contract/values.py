@@ -19,7 +19,8 @@ from safepredict.errors import ConfigError
 
 RESIZE_KINDS = ("shortest_edge", "scale", "fixed", "none")
 SEVERITIES = ("error", "warning", "info")
-CATEGORIES = ("preprocessing", "postprocessing", "architecture", "internal")
+# "other": a config key outside the contract that changes nothing at inference (solver, data sets).
+CATEGORIES = ("preprocessing", "postprocessing", "architecture", "internal", "other")
 HEADS = frozenset({"box", "mask", "keypoint"})
 
 

@@ -24,6 +24,7 @@ import math
 import os
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -438,17 +439,151 @@ class ProbeResult:
     data: dict[str, Any] = attrs.field(factory=dict)
 
 
-def channel_order_probe(predictor: Any, images: Sequence[LoadedImage], base: Run) -> ProbeResult:
-    """The same images with red and blue swapped: is the model more confident on them?"""
+def label_pairs(base: Run, other: Run) -> list[tuple[int, int]]:
+    """``(label in base, label in other)`` of every object both runs find: the same box (IoU >= 0.5), any class.
+
+    Each run is cut at the base run's threshold. A model whose classes are colours keeps its boxes
+    and its confidence under a red/blue swap but changes their labels: these pairs show it.
+    """
+    from safepredict.monitor.profile import matched_label_pairs
+
+    pairs: list[tuple[int, int]] = []
+    for i in range(len(base.candidates)):
+        pairs += matched_label_pairs(base.candidates[i], other.candidates[i], base.threshold, IOU_MATCH)
+    return pairs
+
+
+def pair_log_odds(pairs: Sequence[tuple[int, int]], reference: Any) -> float | None:
+    """Log odds that the images are in the wrong channel order, from how a swap relabels their objects; or None.
+
+    The reference counted, on validation images, each object's (label as given, label swapped)
+    (``swap_pairs``). Images in the right order give pairs like those; images in the wrong order
+    give them reversed (what the validation set gives swapped is now given, and the reverse). Each
+    pair scores log(M[b, a] / M[a, b]): a likelihood ratio between the two hypotheses.
+    """
+    table = getattr(reference, "swap_pairs", None)
+    k = len(getattr(reference, "class_share", ()) or ())
+    if table is None or k < 2 or not pairs:
+        return None
+    m = np.asarray(table, dtype=np.float64).reshape(k, k) + 0.5  # a pair never seen is rare, not impossible
+    return float(sum(math.log(m[b, a] / m[a, b]) for a, b in pairs if 0 <= a < k and 0 <= b < k))
+
+
+def class_shares(run: Run, n_classes: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The run's mean per-image class shares (images with detections), and each such image's shares."""
+    per_image = []
+    for i in range(len(run.candidates)):
+        labels = run.final(i).labels
+        labels = labels[(labels >= 0) & (labels < n_classes)]
+        if labels.size:
+            per_image.append(np.bincount(labels, minlength=n_classes) / labels.size)
+    mean = np.mean(per_image, axis=0) if per_image else np.zeros(n_classes)
+    return mean, per_image
+
+
+# Odds beyond which the class shares decide the channel order (a likelihood ratio of 1000 to 1).
+SHARE_LOG_ODDS = math.log(1000.0)
+
+
+def share_log_odds(given: Run, swapped: Run, reference: Any) -> tuple[float, dict[str, Any]] | None:
+    """Log odds that the images are in the wrong channel order, from class shares, and the numbers; or None.
+
+    The reference knows the model's class shares on validation images (``class_share``) and on the
+    same images with red and blue swapped (``swapped_class_share``). Images in the right order give
+    the first as given and the second swapped; images in the wrong order the reverse. Each image's
+    class shares x are scored against both (sum of x·log(s/r), each image counting once however many
+    objects it has), as given and swapped: a likelihood ratio between the two hypotheses.
+    """
+    shares = getattr(reference, "class_share", None)
+    swapped_shares = getattr(reference, "swapped_class_share", None)
+    if not shares or swapped_shares is None or len(shares) < 2:
+        return None
+    k = len(shares)
+    n_ref = max(int(getattr(reference, "n_images_with_detections", 1)), 1)
+    n_swapped = max(int(getattr(reference, "swapped_n_images_with_detections", 1)), 1)
+    # Smoothed as proportions from that many images, so a class the reference never saw is rare, not impossible.
+    r = (np.asarray(shares) * n_ref + 0.5) / (n_ref + 0.5 * k)
+    s = (np.asarray(swapped_shares) * n_swapped + 0.5) / (n_swapped + 0.5 * k)
+    weights = np.log(s / r)
+    mean_given, per_given = class_shares(given, k)
+    mean_swapped, per_swapped = class_shares(swapped, k)
+    odds = float(sum(x @ weights for x in per_given) - sum(x @ weights for x in per_swapped))
+    numbers = {
+        "class_shares_as_given": [round(float(x), 4) for x in mean_given],
+        "class_shares_swapped": [round(float(x), 4) for x in mean_swapped],
+        "reference_class_shares": [round(float(x), 4) for x in shares],
+        "reference_swapped_class_shares": [round(float(x), 4) for x in swapped_shares],
+        "log_odds_wrong_order": round(odds, 3),
+        "reference_images": getattr(reference, "n_images", None),
+    }
+    return odds, numbers
+
+
+def _reference_for(predictor: Any) -> Any:
+    """The reference profile a diagnosis can compare class shares with: beside the checkpoint, or the
+    automatic one already cached for this checkpoint (never built here)."""
+    from safepredict.monitor import PROFILE_FILENAME, ReferenceProfile
+
+    beside = Path(predictor.artifact.checkpoint).parent / PROFILE_FILENAME
+    if beside.is_file():
+        with contextlib.suppress(Exception):
+            return ReferenceProfile.load(beside)
+    from safepredict.autoref import cached_reference
+
+    return cached_reference(predictor)
+
+
+def _shares_text(names: Sequence[str], values: Sequence[float]) -> str:
+    return ", ".join(f"{name} {v:.0%}" for name, v in zip(names, values, strict=True))
+
+
+def channel_order_probe(
+    predictor: Any, images: Sequence[LoadedImage], base: Run, reference: Any = None
+) -> ProbeResult:
+    """The same images with red and blue swapped: is the model more confident on them, or are its labels
+    (class shares) those of the reference only when swapped?
+
+    ``reference`` is the ReferenceProfile to compare class shares with (default: the one beside the
+    checkpoint, or the cached automatic one).
+    """
     contract = predictor.contract
     swapped = run_pipeline(predictor, images, "red and blue swapped", swap=True)
     effect = compare(base, swapped)
     key = contract.key("input_format")
     other = "BGR" if contract.input_format == "RGB" else "RGB"
+    pairs = label_pairs(base, swapped)
+    both, changed = len(pairs), sum(1 for a, b in pairs if a != b)
     numbers = (
         f"as given: {describe_run(base, base.threshold)}; red and blue swapped: {describe_run(swapped, base.threshold)}"
+        + (f"; {changed} of the {both} objects both find change class when red and blue are swapped" if both else "")
     )
-    data = {"as_given": base.summary(), "swapped": swapped.summary(), "effect": effect.to_json()}
+    data: dict[str, Any] = {
+        "as_given": base.summary(),
+        "swapped": swapped.summary(),
+        "effect": effect.to_json(),
+        "objects_in_both": both,
+        "objects_relabelled": changed,
+    }
+    fix = (
+        f"convert the images to {contract.input_format} before predicting (cv2.cvtColor(img, "
+        f"cv2.COLOR_{other}2{contract.input_format})), or pass color='{other}' to SafePredictor.predict "
+        f"for arrays in {other} order; if the files really are {contract.input_format}, the config "
+        f"({key}) may not be the one the model was trained with"
+    )
+    colour_classes = both >= 3 and changed >= 0.3 * both
+    if reference is None and colour_classes:
+        reference = _reference_for(predictor)
+    by_shares = share_log_odds(base, swapped, reference) if reference is not None and colour_classes else None
+    if by_shares is not None:
+        data["class_evidence"] = by_shares[1]
+        # The relabelling of the very same objects, where the reference recorded it, is the stronger evidence.
+        by_pairs = pair_log_odds(pairs, reference)
+        if by_pairs is not None:
+            by_shares[1]["log_odds_wrong_order_by_class_shares"] = by_shares[1]["log_odds_wrong_order"]
+            by_shares[1]["log_odds_wrong_order"] = round(by_pairs, 3)
+            by_shares = (by_pairs, by_shares[1])
+    names = predictor.class_names or tuple(str(i) for i in range(len(getattr(reference, "class_share", ()) or ())))
+
     if clearly_better(swapped, base):
         finding = Finding(
             code="probe.channel_order",
@@ -459,26 +594,68 @@ def channel_order_probe(predictor: Any, images: Sequence[LoadedImage], base: Run
                 f"the model was trained on {contract.input_format} ({key})"
             ),
             evidence=numbers,
-            fix=(
-                f"convert the images to {contract.input_format} before predicting (cv2.cvtColor(img, "
-                f"cv2.COLOR_{other}2{contract.input_format})), or pass color='{other}' to SafePredictor.predict "
-                f"for arrays in {other} order; if the files really are {contract.input_format}, the config "
-                f"({key}) may not be the one the model was trained with"
-            ),
+            fix=fix,
             impact=effect.impact,
+            data=data,
+        )
+    elif by_shares is not None and by_shares[0] >= SHARE_LOG_ODDS:
+        ev = by_shares[1]
+        finding = Finding(
+            code="probe.channel_order",
+            severity="error",
+            subject="input_format",
+            message=(
+                f"these images look {other}, the model was trained on {contract.input_format} ({key}): with red "
+                f"and blue swapped their class shares are the validation set's, as given they are what the "
+                f"validation set gives swapped ({changed} of {both} objects change class; the confidence barely "
+                "moves, so only the labels show it)"
+            ),
+            evidence=(
+                f"{numbers}; class shares as given {_shares_text(names, ev['class_shares_as_given'])}, swapped "
+                f"{_shares_text(names, ev['class_shares_swapped'])}; the reference ({ev['reference_images']} "
+                f"validation images) has {_shares_text(names, ev['reference_class_shares'])}, and "
+                f"{_shares_text(names, ev['reference_swapped_class_shares'])} swapped; log odds of the wrong "
+                f"order {ev['log_odds_wrong_order']:.1f} from "
+                + (
+                    "how the swap relabels these objects against how it relabels the validation set's"
+                    if "log_odds_wrong_order_by_class_shares" in ev
+                    else "the class shares"
+                )
+                + f" (decides beyond {SHARE_LOG_ODDS:.1f})"
+            ),
+            fix=fix,
+            impact=round(changed / both, 4) if both else effect.impact,
             data=data,
         )
     else:
         sensitive = clearly_better(base, swapped)
+        if sensitive:
+            message = (
+                f"channel order is right: the model is more confident on the images as given ({contract.input_format})"
+            )
+        elif by_shares is not None and by_shares[0] <= -SHARE_LOG_ODDS:
+            message = (
+                f"channel order is right: the class shares of the images as given are the validation set's "
+                f"({changed} of {both} objects change class with red and blue swapped)"
+            )
+        elif colour_classes:
+            message = (
+                f"the model's labels depend on the channel order ({changed} of {both} objects change class with red "
+                "and blue swapped) while its confidence barely does: confidence cannot tell which order is right"
+                + (
+                    "; the class shares against the reference profile do not decide either"
+                    if by_shares is not None
+                    else "; a reference profile (the training hook's, or the automatic one of the validation set) "
+                    "would let the class shares decide"
+                )
+            )
+        else:
+            message = "the model's confidence and labels barely depend on the channel order of these images"
         finding = Finding(
             code="probe.channel_order",
             severity="info",
             subject="input_format",
-            message=(
-                f"channel order is right: the model is more confident on the images as given ({contract.input_format})"
-                if sensitive
-                else "the model's confidence barely depends on the channel order of these images"
-            ),
+            message=message,
             evidence=numbers,
             impact=0.0,
             data=data,

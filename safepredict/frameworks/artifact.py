@@ -16,7 +16,7 @@ from typing import Any
 
 import attrs
 
-from safepredict.contract import Discrepancy, TrainingContract, check_training_config, diff
+from safepredict.contract import Discrepancy, TrainingContract, check_training_config, config_diff, diff
 from safepredict.errors import UnsupportedModelError
 from safepredict.frameworks.checkpoint import detect_framework, framework_of_config, load_checkpoint
 
@@ -47,6 +47,9 @@ class TrainingArtifact:
     # What the checkpoint file holds, as read once by discover(): the adapter loads these weights
     # instead of reading the file again.
     checkpoint_data: Mapping[str, Any] | None = attrs.field(default=None, eq=False, repr=False)
+    # Config keys outside the contract whose values differ between the two configs (FC_DIM, RPN
+    # settings...): named, though the model is built from training and ignores them.
+    config_differences: tuple[Discrepancy, ...] = ()
 
     @property
     def contract(self) -> TrainingContract:
@@ -103,7 +106,7 @@ def discover(
     artifact: TrainingArtifact = _reader(framework).discover(
         path, data, config=config, training_config=training_config, trust=trust
     )
-    artifact = attrs.evolve(artifact, checkpoint_data=data)
+    artifact = attrs.evolve(artifact, checkpoint_data=data, config_differences=_config_differences(artifact))
     check_supported(artifact.training_contract)
     if overrides:
         base = artifact.inference_contract or artifact.training_contract
@@ -111,6 +114,25 @@ def discover(
         discrepancies = diff(artifact.training_contract, inference) + check_training_config(artifact.training_contract)
         artifact = attrs.evolve(artifact, inference_contract=inference, discrepancies=discrepancies)
     return artifact
+
+
+def _config_differences(artifact: TrainingArtifact) -> tuple[Discrepancy, ...]:
+    """The whole-config diff beyond the contract, when an inference config was given."""
+    if artifact.inference_cfg is None or artifact.training_cfg is None:
+        return ()
+    from safepredict.frameworks.base import flatten_config
+
+    keys = importlib.import_module(f"safepredict.frameworks.{artifact.framework}.keys")
+    covered = set(artifact.training_contract.keys.values())
+    covered |= {d.framework_key for d in artifact.discrepancies}
+    return config_diff(
+        flatten_config(artifact.training_cfg),
+        flatten_config(artifact.inference_cfg),
+        covered=covered,
+        category_of=keys.config_category,
+        training_source=artifact.training_source,
+        inference_source=artifact.inference_source or "inference config",
+    )
 
 
 def supported_families(framework: str) -> dict[str, str]:

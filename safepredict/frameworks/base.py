@@ -59,6 +59,33 @@ def _step(node: Any, part: str) -> Any:
     return node[int(part)] if _is_index(node, part) else node[part]
 
 
+def flatten_config(cfg: Any) -> dict[str, Any]:
+    """Every leaf of a config (yacs CfgNode, mmengine Config, omegaconf DictConfig, dict) by key path.
+
+    Paths read ``A.B.C`` and ``a.b[0].c``, as :func:`config_value` takes them.
+    """
+    if hasattr(cfg, "to_dict") and not isinstance(cfg, Mapping):
+        cfg = cfg.to_dict()  # mmengine Config
+    if type(cfg).__module__.startswith("omegaconf"):
+        from omegaconf import OmegaConf
+
+        cfg = OmegaConf.to_container(cfg, resolve=False)
+    out: dict[str, Any] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, Mapping):
+            for k, v in node.items():
+                walk(v, f"{prefix}.{k}" if prefix else str(k))
+        elif isinstance(node, list | tuple) and any(isinstance(v, Mapping | list | tuple) for v in node):
+            for i, v in enumerate(node):
+                walk(v, f"{prefix}[{i}]")
+        else:
+            out[prefix] = node
+
+    walk(cfg, "")
+    return out
+
+
 def config_value(cfg: Any, key: str) -> Any:
     """The value at ``key`` (``A.B.C``, ``a.b[1].c``) of a yacs CfgNode, an mmengine Config or a dict."""
     node = cfg

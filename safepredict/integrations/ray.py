@@ -832,16 +832,10 @@ def _named_images(images: Any, recursive: bool) -> list[tuple[str, Path]]:
 
 
 def _coco_ids(gt: Path, names: Sequence[str]) -> tuple[dict[str, int], list[int]]:
-    try:
-        data = json.loads(gt.read_text(encoding="utf-8"))
-        by_file = {Path(im["file_name"]).name: int(im["id"]) for im in data["images"]}
-        categories = sorted(int(c["id"]) for c in data["categories"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise InputError(f"{gt} is not a readable COCO json ({exc})", found=str(gt)) from exc
-    missing = [n for n in names if Path(n).name not in by_file]
-    if missing:
-        raise InputError(f"{len(missing)} image(s) are not in {gt}, e.g. {missing[0]!r}", found=missing[:5])
-    return {n: by_file[Path(n).name] for n in names}, categories
+    """Each image's COCO id and the COCO category ids in label order (as ``safepredict predict``)."""
+    from safepredict.folder import _coco_ids as coco_ids
+
+    return coco_ids(gt, names)
 
 
 def _format(out: Path, format: str | None) -> str:

@@ -8,7 +8,6 @@ of the lock's ``check``).
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +40,13 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--limit", type=int, default=None, help="use at most this many images (sorted by name)")
     p.add_argument("--recursive", action="store_true", help="also take images from subfolders")
+    p.add_argument(
+        "--swapped",
+        type=int,
+        default=50,
+        help="run this many of the images with red and blue swapped too: how a channel-order mistake relabels "
+        "this model's outputs (default 50; 0: none)",
+    )
     p.set_defaults(func=_profile)
 
     s = subparsers.add_parser("profile-show", help="print a reference profile in words")
@@ -139,16 +145,12 @@ def find_images(folder: Path, *, recursive: bool = False, limit: int | None = No
     return found[:limit] if limit is not None else found
 
 
-def _pairs(predictor: Any, paths: list[Path]) -> Iterator[tuple[Any, Any]]:
-    for path in paths:
-        yield predictor.predict_candidates(path)
-
-
 def _profile(args: argparse.Namespace) -> int:
-    from safepredict.monitor.profile import PROFILE_FILENAME, ReferenceProfile
+    from safepredict.monitor.profile import PROFILE_FILENAME
 
     paths = find_images(args.images, recursive=args.recursive, limit=args.limit)
     try:
+        from safepredict.autoref import build_reference
         from safepredict.predictor import SafePredictor
     except ModuleNotFoundError as exc:
         if exc.name != "safepredict.predictor":
@@ -156,16 +158,13 @@ def _profile(args: argparse.Namespace) -> int:
         raise SafePredictError(
             "this safepredict has no predictor yet: `safepredict profile` cannot run a model"
         ) from exc
-    predictor = SafePredictor.from_checkpoint(args.checkpoint, config=args.config)
+    # No monitor: profiling is what gives one a reference.
+    predictor = SafePredictor.from_checkpoint(args.checkpoint, config=args.config, monitor=False)
     missing = [a for a in ("predict_candidates", "score_threshold", "class_names") if not hasattr(predictor, a)]
     if missing:
         raise SafePredictError(f"the predictor lacks {', '.join(missing)}, which profiling needs")
-    profile = ReferenceProfile.build(
-        _pairs(predictor, paths),
-        score_threshold=predictor.score_threshold,
-        class_names=predictor.class_names,
-        threshold_key=getattr(predictor, "threshold_key", None),
-    )
+    # A few of the images also go through with red and blue swapped: the label-aware channel-order evidence.
+    profile = build_reference(predictor, paths, swapped=args.swapped, source=f"{len(paths)} images of {args.images}")
     output = args.output if args.output is not None else args.checkpoint.parent / PROFILE_FILENAME
     profile.save(output)
     print(profile.describe())

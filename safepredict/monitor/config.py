@@ -41,10 +41,21 @@ class MonitorConfig:
     # Inputs.
     input_checks: bool = attrs.field(default=True, validator=v.instance_of(bool))
     input_grid: int = attrs.field(default=64, validator=[v.instance_of(int), v.ge(4)])  # grid side, pixels
+    # The input statistics cost ~60-150 µs per image: they are computed on every image during the
+    # start-up (the first ``input_startup`` images, when most faults show: a wrong colour order is
+    # there from the first image), then on one image in ``input_every`` on average (random gaps, so a
+    # periodic stream, several cameras in turn, is not aliased). 1 computes them on every image.
+    input_startup: int = attrs.field(default=1000, validator=[v.instance_of(int), v.ge(0)])
+    input_every: int = attrs.field(default=16, validator=_pos_int)
     input_tail: float = attrs.field(default=0.01, validator=_prob)  # reference quantiles that bound "normal"
     max_reference_gray: float = attrs.field(default=0.5, validator=_prob)  # grayscale check off above this
     channel_order_ratio: float = attrs.field(default=0.5, validator=_prob)
     colour_noise_factor: float = attrs.field(default=3.0, validator=[v.instance_of(float), v.gt(0.0)])
+
+    # Without a reference profile the stream's own first images are the baseline of the drift tests
+    # (a stream that changes mid-way is named); None of this runs when a reference is given.
+    self_baseline: bool = attrs.field(default=True, validator=v.instance_of(bool))
+    baseline_images: int = attrs.field(default=200, validator=[v.instance_of(int), v.ge(20)])
 
     # Rate limit: one code fires at most once per this many images AND this many seconds.
     rate_limit_images: int = attrs.field(default=500, validator=[v.instance_of(int), v.ge(0)])
@@ -62,9 +73,15 @@ class MonitorConfig:
 
     def describe(self) -> str:
         """The configuration in words."""
+        sampling = (
+            "on every image"
+            if self.input_every == 1
+            else f"on every image for the first {self.input_startup}, then on 1 in {self.input_every}"
+        )
         return (
             f"output window {self.window} images (tests from {self.min_window}, every {self.check_every}), "
-            f"input window {self.input_window} images (tests from {self.min_input_window}), alpha {self.alpha:g}, "
+            f"input window {self.input_window} images (tests from {self.min_input_window}; statistics "
+            f"{sampling}), alpha {self.alpha:g}, "
             f"PSI floor {self.psi_floor:g}, rate limit {self.rate_limit_images} images and "
             f"{self.rate_limit_seconds:g} s per code"
         )

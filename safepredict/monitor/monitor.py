@@ -10,6 +10,8 @@ the output checks and the rate limit; the input statistics' window and its tests
 
 from __future__ import annotations
 
+import itertools
+import logging
 import math
 import threading
 import time
@@ -23,14 +25,38 @@ from safepredict.detections import Detections
 from safepredict.errors import InputError
 from safepredict.findings import Finding
 from safepredict.monitor import stats
+from safepredict.monitor.baseline import baseline_profile
+from safepredict.monitor.channel import ChannelOrderCheck
 from safepredict.monitor.config import MonitorConfig
 from safepredict.monitor.hints import threshold_advice
 from safepredict.monitor.inputs import InputWindow
 from safepredict.monitor.profile import ReferenceProfile
 
+logger = logging.getLogger("safepredict")
+
 # Repeated identical best scores below this are suspicious; at 1.0 a confident model saturates.
 _SATURATED = 0.9999
 _CONSTANT_STREAK = 20
+# After the start-up, the input tests wait for this many new rows.
+_FRESH_INPUT_ROWS = 10
+_SCHEDULE_MASK = 4095
+
+
+def _sampling_schedule(every: int) -> list[bool]:
+    """Which images past the start-up get input statistics: 1 in ``every`` on average, at random gaps.
+
+    Fixed (seeded) and cycled every 4096 images, so a run is reproducible; random gaps, so a
+    stream that repeats with some period (cameras in turn) is not sampled at one phase only.
+    """
+    if every <= 1:
+        return [True] * (_SCHEDULE_MASK + 1)
+    rng = np.random.default_rng(every)
+    chosen = [False] * (_SCHEDULE_MASK + 1)
+    position = int(rng.integers(0, every))
+    while position <= _SCHEDULE_MASK:
+        chosen[position] = True
+        position += int(rng.integers(1, 2 * every))
+    return chosen
 
 
 class Monitor:
@@ -84,10 +110,14 @@ class Monitor:
         # check_every images) the cumulative per-class counters.
         self._class_counts = np.zeros((w, self._n_classes), dtype=np.float32)
         self._unflushed = 0  # images whose class counts are not yet in _class_totals
-        self._watch_classes = ref is not None and self._n_classes >= 2 and ref.n_images_with_detections > 0
         self._pos = 0
         self._filled = 0
-        self._input_window = InputWindow(ref, cfg)
+        self._window_size = w
+        self._check_every = cfg.check_every
+        self._min_constant = cfg.min_constant_candidates
+        # Input statistics: on every image during the start-up, then on a random 1 in input_every.
+        self._input_seen = itertools.count()
+        self._input_schedule = _sampling_schedule(cfg.input_every)
         # Streaks.
         self._streak = 0
         self._streak_below_images = 0
@@ -109,24 +139,44 @@ class Monitor:
         self._last_fired: dict[str, tuple[int, float]] = {}
         self._threshold_checked = False
 
-        # Limits derived once from the reference.
+        # The empty streak's limit follows a given reference; a self-baseline leaves the absolute rules.
         self._z = stats.z_for(cfg.alpha)
         if ref is not None:
-            self._ref_empty_rate = stats.upper_rate(ref.n_empty, ref.n_images)
-            self._empty_streak_limit = _streak_limit(self._ref_empty_rate, cfg.alpha, cfg.min_empty_streak)
-            self._ref_cand_hist = np.asarray(ref.candidate_score_hist)
-            self._ref_max_hist = np.asarray(ref.max_score_hist)
-            # The reference side of each PSI never changes: smooth it and take its log once.
-            self._ref_cand_q = stats.smoothed(self._ref_cand_hist, max(ref.n_images_with_candidates, 1))
-            self._ref_cand_log_q = np.log(self._ref_cand_q)
-            self._ref_max_q = stats.smoothed(self._ref_max_hist, ref.n_images)
-            self._ref_max_log_q = np.log(self._ref_max_q)
-            # A profile captured without class names knows only the labels it saw: pad the rest with 0.
-            self._ref_share = np.zeros(self._n_classes)
-            self._ref_share[: ref.n_classes] = ref.class_share
+            self._empty_streak_limit = _streak_limit(
+                stats.upper_rate(ref.n_empty, ref.n_images), cfg.alpha, cfg.min_empty_streak
+            )
         else:
-            self._ref_empty_rate = math.nan
             self._empty_streak_limit = cfg.empty_streak
+        # What the drift tests compare with: the reference, or (without one) the stream's own first
+        # images once baseline_images are in.
+        self._input_window = InputWindow(None, cfg)
+        self._channel = ChannelOrderCheck(None, cfg)
+        self._baseline: ReferenceProfile | None = None
+        self._words = "the reference"
+        self._baseline_pending = ref is None and cfg.self_baseline
+        self._ref_empty_rate = math.nan
+        self._watch_classes = False
+        if ref is not None:
+            self._set_baseline(ref, "the reference")
+
+    def _set_baseline(self, ref: ReferenceProfile, words: str) -> None:
+        """Derive every drift test's limits from ``ref`` (the reference, or the self-baseline) once."""
+        self._baseline = ref
+        self._words = words
+        self._ref_empty_rate = stats.upper_rate(ref.n_empty, ref.n_images)
+        self._ref_cand_hist = np.asarray(ref.candidate_score_hist)
+        self._ref_max_hist = np.asarray(ref.max_score_hist)
+        # The reference side of each PSI never changes: smooth it and take its log once.
+        self._ref_cand_q = stats.smoothed(self._ref_cand_hist, max(ref.n_images_with_candidates, 1))
+        self._ref_cand_log_q = np.log(self._ref_cand_q)
+        self._ref_max_q = stats.smoothed(self._ref_max_hist, ref.n_images)
+        self._ref_max_log_q = np.log(self._ref_max_q)
+        # A profile captured without class names knows only the labels it saw: pad the rest with 0.
+        self._ref_share = np.zeros(self._n_classes)
+        self._ref_share[: min(ref.n_classes, self._n_classes)] = ref.class_share[: self._n_classes]
+        self._watch_classes = self._n_classes >= 2 and ref.n_images_with_detections > 0
+        self._input_window.set_reference(ref, words)
+        self._channel = ChannelOrderCheck(ref, self.config, self._n_classes, words)
 
     # -- the hot path ---------------------------------------------------------------------------
     def observe(self, image: np.ndarray | None, candidates: Detections) -> list[Finding]:
@@ -139,10 +189,12 @@ class Monitor:
         vec = None
         unreadable = None
         if image is not None and self.config.input_checks:
-            try:
-                vec = stats.image_statistics(image, self.config.input_grid)  # outside the lock: pure
-            except InputError as exc:  # the monitor reports; it never breaks a prediction
-                unreadable = exc
+            seen = next(self._input_seen)  # atomic: threads never take the same slot of the schedule
+            if seen < self.config.input_startup or self._input_schedule[seen & _SCHEDULE_MASK]:
+                try:
+                    vec = stats.image_statistics(image, self.config.input_grid)  # outside the lock: pure
+                except InputError as exc:  # the monitor reports; it never breaks a prediction
+                    unreadable = exc
         with self._lock:
             found = self._observe(candidates.scores, candidates.labels, vec)
             if unreadable is not None and self._may_fire("monitor.input_shape"):
@@ -167,7 +219,8 @@ class Monitor:
         return found
 
     def _observe(self, scores: np.ndarray, labels: np.ndarray, vec: np.ndarray | None) -> list[Finding]:
-        cfg = self.config
+        # The per-image work: a handful of numpy calls on this image's candidates and one slot of each
+        # ring buffer. Locals, not attributes, in the hot lines: each lookup is a measurable share.
         out: list[Finding] = []
         self._images += 1
         if not self._threshold_checked:
@@ -198,7 +251,7 @@ class Monitor:
             n_final = int(np.count_nonzero(keep))
             self._hist[pos] = counts
             self._inv_candidates[pos] = 1.0 / n
-            if n >= cfg.min_constant_candidates and counts[min(int(top * bins), bins)] == n:
+            if n >= self._min_constant and counts[min(int(top * bins), bins)] == n:
                 low = float(scores.min())  # all in one bin: only now is the exact spread worth a pass
                 if top - low < 1e-6:
                     self._constant(out, f"all {n} candidates of one image score {top:.6g}", n, top)
@@ -216,26 +269,29 @@ class Monitor:
             self._images_without_candidates += 1
         self._candidates += n
         self._detections += n_final
-
-        # Classes of the final detections: one weighted bincount counts only the kept labels.
-        if self._n_classes:
-            if n_final:
-                try:
-                    per_class: np.ndarray = np.bincount(labels, weights=keep, minlength=self._n_classes)
-                except ValueError:  # negative labels
-                    per_class = np.zeros(self._n_classes + 1)
-                    per_class[-1] = 1.0
-                if per_class.size > self._n_classes:
-                    if per_class[self._n_classes :].any():
-                        self._label_range(out, labels[keep])
-                    per_class = per_class[: self._n_classes]
-                self._class_counts[pos] = per_class
-        self._inv_detections[pos] = 1.0 / n_final if n_final else 0.0
-        self._unflushed += 1
-
-        # Empty outputs and the threshold advice.
         self._max[pos] = top
-        if n_final == 0:
+
+        if n_final:
+            # Classes of the final detections: one weighted bincount counts only the kept labels.
+            n_classes = self._n_classes
+            if n_classes:
+                try:
+                    per_class: np.ndarray = np.bincount(labels, weights=keep, minlength=n_classes)
+                except ValueError:  # negative labels
+                    per_class = np.zeros(n_classes + 1)
+                    per_class[-1] = 1.0
+                if per_class.size > n_classes:
+                    if per_class[n_classes:].any():
+                        self._label_range(out, labels[keep])
+                    per_class = per_class[:n_classes]
+                self._class_counts[pos] = per_class
+            self._inv_detections[pos] = 1.0 / n_final
+            if self._streak:
+                self._streak = self._streak_below_images = self._streak_below_candidates = self._below_run = 0
+                self._streak_best_below = -math.inf
+        else:
+            # Empty outputs and the threshold advice.
+            self._inv_detections[pos] = 0.0
             self._images_empty += 1
             self._streak += 1
             if n:
@@ -246,25 +302,89 @@ class Monitor:
             else:
                 self._below_run = 0
             self._check_streaks(out, n, top)
-        else:
-            self._streak = self._streak_below_images = self._streak_below_candidates = self._below_run = 0
-            self._streak_best_below = -math.inf
-        self._pos = (pos + 1) % cfg.window
-        self._filled = min(self._filled + 1, cfg.window)
+        self._unflushed += 1
+        pos += 1
+        self._pos = 0 if pos == self._window_size else pos
+        if self._filled < self._window_size:
+            self._filled += 1
 
         if vec is not None:
-            self._input_window.add(vec)
+            self._input_window.add(vec, self._images)
 
-        if self._images % cfg.check_every == 0:
-            self._flush_class_totals()
-            if self.reference is not None and self._filled >= cfg.min_window:
-                self._check_empty_rate(out)
-                self._check_score_drift(out)
-                if self._watch_classes:
-                    self._check_classes(out)
-            if self._input_window.testable:
-                self._input_window.check(out, self._may_fire)
+        if self._images % self._check_every == 0:
+            self._window_tests(out)
         return out
+
+    def _window_tests(self, out: list[Finding]) -> None:
+        cfg = self.config
+        self._flush_class_totals()
+        if self._baseline_pending and self._images >= min(cfg.baseline_images, cfg.window):
+            self._form_baseline()
+        if self._baseline is None:
+            return
+        if self._filled >= cfg.min_window:
+            self._check_empty_rate(out)
+            self._check_score_drift(out)
+            if self._watch_classes:
+                self._check_classes(out)
+        window = self._input_window
+        # After the start-up the input window fills slowly (1 image in input_every): its tests wait
+        # for a few new rows rather than re-testing the same ones.
+        inputs_due = window.testable and window.fresh >= min(cfg.check_every, _FRESH_INPUT_ROWS)
+        if inputs_due:
+            window.check(out, self._may_fire)
+        if self._channel.usable and (inputs_due or window.filled == 0):
+            table = window.rows() if window.testable else None
+            found = len(out)
+            self._channel.check(out, self._may_fire, table, self._window_class_shares(), self.class_names)
+            # A swap that starts mid-stream is a mixture in the whole window, half like the reference and
+            # half like its swap; the latest images alone show it pure.
+            recent = cfg.min_input_window
+            if len(out) == found and table is not None and window.filled > recent:
+                span = min(self._images - window.added_at(recent) + 1, self._filled)
+                self._channel.check(
+                    out, self._may_fire, window.recent(recent), self._window_class_shares(span), self.class_names
+                )
+
+    def _window_class_shares(self, last: int | None = None) -> tuple[np.ndarray, int, int] | None:
+        """The mean per-image class shares of the output window (or of its ``last`` images), the images
+        with detections among them, and their count."""
+        if not self._n_classes or not self._filled:
+            return None
+        n = self._filled if last is None else max(1, min(last, self._filled))
+        if n == self._filled:
+            inv, counts = self._inv_detections[:n], self._class_counts[:n]
+        else:
+            rows = np.arange(self._pos - n, self._pos) % self._window_size
+            inv, counts = self._inv_detections[rows], self._class_counts[rows]
+        n_det = int(np.count_nonzero(inv))
+        if not n_det:
+            return None
+        return (inv @ counts) / n_det, n_det, n
+
+    def _form_baseline(self) -> None:
+        """Without a reference: the images seen so far become the baseline of every drift test."""
+        self._baseline_pending = False
+        n = self._filled
+        profile = baseline_profile(
+            score_threshold=self.score_threshold,
+            threshold_key=self.threshold_key,
+            class_names=self.class_names,
+            n_classes=self._n_classes,
+            best=self._max[:n],
+            hist=self._hist[:n],
+            inv_candidates=self._inv_candidates[:n],
+            inv_detections=self._inv_detections[:n],
+            class_counts=self._class_counts[:n],
+            inputs=self._input_window.rows(),
+        )
+        self._set_baseline(profile, f"the stream's first {n} images")
+        logger.info(
+            "monitor: no reference profile; the first %d images (%d with input statistics) are the baseline of "
+            "the drift tests from now on",
+            n,
+            self._input_window.filled,
+        )
 
     def _flush_class_totals(self) -> None:
         """Add the class counts of the images observed since the last flush to the cumulative totals."""
@@ -439,7 +559,7 @@ class Monitor:
 
     # -- window checks -------------------------------------------------------------------------
     def _check_empty_rate(self, out: list[Finding]) -> None:
-        ref = self.reference
+        ref = self._baseline
         assert ref is not None
         n = self._filled
         empty = self._inv_detections[:n] == 0
@@ -461,7 +581,7 @@ class Monitor:
             Finding(
                 "monitor.empty_rate",
                 f"{k} of the last {n} images ({k / n:.1%}) had no detection above the score threshold, against "
-                f"{ref.empty_rate:.1%} in the reference (at most {k_crit - 1} expected by chance){advice}",
+                f"{ref.empty_rate:.1%} in {self._words} (at most {k_crit - 1} expected by chance){advice}",
                 "warning",
                 {
                     "empty": k,
@@ -474,12 +594,13 @@ class Monitor:
                     "threshold_key": self.threshold_key,
                     "images_with_candidates_below": with_below,
                     "best_below": best,
+                    "baseline": self._words,
                 },
             )
         )
 
     def _check_score_drift(self, out: list[Finding]) -> None:
-        ref = self.reference
+        ref = self._baseline
         assert ref is not None
         cfg = self.config
         n = self._filled
@@ -496,8 +617,9 @@ class Monitor:
             drifted["candidate_psi_critical"] = stats.psi_critical(
                 self._bins, n_cand, ref.n_images_with_candidates, cfg.alpha, cfg.psi_floor
             )
-        best_bins = np.full(n, self._bins, dtype=np.intp)  # the last bin: no candidate
-        best_bins[has] = np.minimum((self._max[:n][has] * self._bins).astype(np.intp), self._bins - 1)
+        # The best score's bin (a score of 1.0 in the last), and the extra bin for "no candidate" (NaN).
+        best = np.minimum(self._max[:n] * self._bins, self._bins - 1)
+        best_bins = np.where(has, best, self._bins).astype(np.intp)
         max_hist = np.bincount(best_bins, minlength=self._bins + 1) / n
         value = stats.psi_smoothed(stats.smoothed(max_hist, n), self._ref_max_q, self._ref_max_log_q)
         crit = stats.psi_critical(self._bins + 1, n, ref.n_images, cfg.alpha, cfg.psi_floor)
@@ -520,16 +642,22 @@ class Monitor:
         out.append(
             Finding(
                 "monitor.score_drift",
-                f"scores have {kind}: the {which} distribution of the last {n} images differs from the reference "
+                f"scores have {kind}: the {which} distribution of the last {n} images differs from {self._words} "
                 f"(PSI {max(drifted.get('candidate_psi', 0.0), value):.2f}); median best score {median:.3f} "
                 f"against {ref_median:.3f}",
                 "warning",
-                {"window": n, "median_best_score": median, "reference_median_best_score": ref_median, **drifted},
+                {
+                    "window": n,
+                    "median_best_score": median,
+                    "reference_median_best_score": ref_median,
+                    "baseline": self._words,
+                    **drifted,
+                },
             )
         )
 
     def _check_classes(self, out: list[Finding]) -> None:
-        ref = self.reference
+        ref = self._baseline
         assert ref is not None
         cfg = self.config
         n = self._filled
@@ -549,10 +677,18 @@ class Monitor:
             out.append(
                 Finding(
                     "monitor.class_takeover",
-                    f"class {name!r} takes {s:.0%} of the detections of the last {n} images against {r:.0%} in the "
-                    "reference: one class is taking over (a colour-order or preprocessing error, or a changed scene)",
+                    f"class {name!r} takes {s:.0%} of the detections of the last {n} images against {r:.0%} in "
+                    f"{self._words}: one class is taking over (a colour-order or preprocessing error, or a changed "
+                    "scene)",
                     "warning",
-                    {"class": name, "share": s, "reference_share": r, "z": z, "images_with_detections": n_det},
+                    {
+                        "class": name,
+                        "share": s,
+                        "reference_share": r,
+                        "z": z,
+                        "images_with_detections": n_det,
+                        "baseline": self._words,
+                    },
                 )
             )
 

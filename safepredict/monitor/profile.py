@@ -160,6 +160,14 @@ class ReferenceProfile:
     inputs: dict[str, StatSummary] | None = attrs.field(default=None, eq=False, hash=False)
     chroma_hist: tuple[float, ...] | None = attrs.field(default=None, converter=_optional_floats)  # 5 × 5 mean
     chroma_std: tuple[float, ...] | None = attrs.field(default=None, converter=_optional_floats)  # per-image std
+    # The same class shares with the images' red and blue swapped: what a channel-order mistake
+    # makes of this model's outputs (None when not captured).
+    swapped_class_share: tuple[float, ...] | None = attrs.field(default=None, converter=_optional_floats)
+    swapped_n_images_with_detections: int = 0
+    # Objects found both as given and swapped (same box), counted by (label as given, label swapped),
+    # row-major over the classes: how a swap relabels this model's objects (diagnose's evidence).
+    swap_pairs: tuple[int, ...] | None = attrs.field(default=None, converter=attrs.converters.optional(_ints))
+    source: str = ""  # where the images came from, in words
     created: str = ""
     schema_version: int = SCHEMA_VERSION
 
@@ -175,6 +183,10 @@ class ReferenceProfile:
                 raise LockFormatError(f"reference profile: {key} has {len(value)} bins, expected {stats.CHROMA_BINS}")
         if len(self.class_share) != len(self.class_counts):
             raise LockFormatError("reference profile: class_share and class_counts differ in length")
+        if self.swapped_class_share is not None and len(self.swapped_class_share) != len(self.class_share):
+            raise LockFormatError("reference profile: swapped_class_share and class_share differ in length")
+        if self.swap_pairs is not None and len(self.swap_pairs) != len(self.class_share) ** 2:
+            raise LockFormatError("reference profile: swap_pairs is not a classes × classes table")
         if self.class_names is not None and len(self.class_names) != len(self.class_counts):
             raise LockFormatError(
                 f"reference profile: {len(self.class_names)} class names but {len(self.class_counts)} class counts"
@@ -231,7 +243,7 @@ class ReferenceProfile:
         data["class_names"] = None if self.class_names is None else list(self.class_names)
         for key in ("candidate_score_hist", "max_score_hist", "class_share", "class_counts"):
             data[key] = list(data[key])
-        for key in ("chroma_hist", "chroma_std"):
+        for key in ("chroma_hist", "chroma_std", "swapped_class_share", "swap_pairs"):
             value = getattr(self, key)
             data[key] = None if value is None else list(value)
         return data
@@ -283,7 +295,8 @@ class ReferenceProfile:
         """The profile in words."""
         lines = [
             f"reference profile of {self.n_images} images at score threshold {self.score_threshold:g}"
-            + (f" ({self.threshold_key})" if self.threshold_key else ""),
+            + (f" ({self.threshold_key})" if self.threshold_key else "")
+            + (f"; {self.source}" if self.source else ""),
             f"  empty (nothing above the threshold): {self.n_empty} ({self.empty_rate:.1%}); "
             f"no candidate at all: {self.n_without_candidates}",
             f"  candidates per image: median {self.candidates_per_image.quantiles.get('0.5', math.nan):g}; "
@@ -295,6 +308,11 @@ class ReferenceProfile:
             names = self.class_names or tuple(str(i) for i in range(self.n_classes))
             shares = ", ".join(f"{n} {s:.0%}" for n, s in zip(names, self.class_share, strict=True))
             lines.append(f"  class shares: {shares}")
+            if self.swapped_class_share is not None:
+                shares = ", ".join(f"{n} {s:.0%}" for n, s in zip(names, self.swapped_class_share, strict=True))
+                lines.append(
+                    f"  class shares with red and blue swapped ({self.swapped_n_images_with_detections} images): {shares}"
+                )
         if self.inputs:
             b, c = self.inputs["brightness"], self.inputs["contrast"]
             lines.append(
@@ -334,6 +352,10 @@ class ProfileBuilder:
         self._counts: dict[int, int] = {}
         self._n_with_dets = 0
         self._inputs: list[np.ndarray] = []
+        self._swapped_share_sum: dict[int, float] = {}
+        self._swapped_with_dets = 0
+        self._pairs: dict[tuple[int, int], int] = {}
+        self.source = ""
 
     def add(self, image: np.ndarray | None, candidates: Detections) -> None:
         out = ImageOutput.of(candidates, self.score_threshold, self.score_bins)
@@ -357,6 +379,25 @@ class ProfileBuilder:
         if image is not None:
             self._inputs.append(stats.image_statistics(image, self.input_grid))
 
+    def add_swapped(self, candidates: Detections, given: Detections | None = None) -> None:
+        """Record the candidates of a validation image fed with red and blue swapped.
+
+        Their class shares become the profile's ``swapped_class_share``: what the outputs look like
+        when a caller hands this model the wrong channel order (the monitor's label-aware evidence).
+        With ``given`` (the same image's candidates as given), the objects both find are counted by
+        their two labels (``swap_pairs``).
+        """
+        if given is not None:
+            for pair in matched_label_pairs(given, candidates, self.score_threshold):
+                self._pairs[pair] = self._pairs.get(pair, 0) + 1
+        out = ImageOutput.of(candidates, self.score_threshold, self.score_bins)
+        if out.n_detections == 0:
+            return
+        self._swapped_with_dets += 1
+        labels, counts = np.unique(out.labels, return_counts=True)
+        for label, count in zip(labels.tolist(), counts.tolist(), strict=True):
+            self._swapped_share_sum[label] = self._swapped_share_sum.get(label, 0.0) + count / out.n_detections
+
     def build(self) -> ReferenceProfile:
         if self._n == 0:
             raise ValueError("a reference profile needs at least one image")
@@ -379,14 +420,15 @@ class ProfileBuilder:
             self._share_sum.get(i, 0.0) / self._n_with_dets if self._n_with_dets else 0.0 for i in range(n_classes)
         ]
         counts = [self._counts.get(i, 0) for i in range(n_classes)]
-        inputs = None
-        chroma = chroma_std = None
-        if self._inputs:
-            table = np.stack(self._inputs)
-            inputs = {name: StatSummary.of(table[:, i]) for i, name in enumerate(stats.INPUT_STATS)}
-            inputs["r_minus_b"] = StatSummary.of(table[:, stats.MEAN_R] - table[:, stats.MEAN_B])
-            chroma = table[:, stats.CHROMA].mean(axis=0)
-            chroma_std = table[:, stats.CHROMA].std(axis=0)
+        swapped = None
+        if self._swapped_with_dets:
+            n_swapped = max(n_classes, max(self._swapped_share_sum, default=-1) + 1)
+            if n_swapped == n_classes:
+                swapped = [self._swapped_share_sum.get(i, 0.0) / self._swapped_with_dets for i in range(n_classes)]
+        pairs = None
+        if self._pairs and all(0 <= a < n_classes and 0 <= b < n_classes for a, b in self._pairs):
+            pairs = [self._pairs.get((a, b), 0) for a in range(n_classes) for b in range(n_classes)]
+        inputs, chroma, chroma_std = input_summaries(np.stack(self._inputs)) if self._inputs else (None, None, None)
         return ReferenceProfile(
             score_threshold=self.score_threshold,
             threshold_key=self.threshold_key,
@@ -407,5 +449,56 @@ class ProfileBuilder:
             inputs=inputs,
             chroma_hist=chroma,
             chroma_std=chroma_std,
+            swapped_class_share=swapped,
+            swapped_n_images_with_detections=self._swapped_with_dets if swapped is not None else 0,
+            swap_pairs=pairs,
+            source=self.source,
             created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         )
+
+
+def matched_label_pairs(a: Detections, b: Detections, score_threshold: float, iou: float = 0.5) -> list[tuple[int, int]]:
+    """``(label in a, label in b)`` of every object both find above the threshold (the same box, IoU ≥ ``iou``).
+
+    Boxes are matched whatever their labels, greedily by ``a``'s scores: a model whose classes are
+    colours keeps its boxes under a red/blue swap and changes their labels.
+    """
+    keep_a, keep_b = a.scores > score_threshold, b.scores > score_threshold
+    boxes_a, boxes_b = np.asarray(a.boxes)[keep_a], np.asarray(b.boxes)[keep_b]
+    if not len(boxes_a) or not len(boxes_b):
+        return []
+    labels_a, labels_b = np.asarray(a.labels)[keep_a], np.asarray(b.labels)[keep_b]
+    x1 = np.maximum(boxes_a[:, None, 0], boxes_b[None, :, 0])
+    y1 = np.maximum(boxes_a[:, None, 1], boxes_b[None, :, 1])
+    x2 = np.minimum(boxes_a[:, None, 2], boxes_b[None, :, 2])
+    y2 = np.minimum(boxes_a[:, None, 3], boxes_b[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area_a = (boxes_a[:, 2] - boxes_a[:, 0]) * (boxes_a[:, 3] - boxes_a[:, 1])
+    area_b = (boxes_b[:, 2] - boxes_b[:, 0]) * (boxes_b[:, 3] - boxes_b[:, 1])
+    union = area_a[:, None] + area_b[None, :] - inter
+    overlaps = np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0)
+    used = np.zeros(len(boxes_b), bool)
+    pairs = []
+    for i in np.argsort(-np.asarray(a.scores)[keep_a]):
+        row = np.where(used, 0.0, overlaps[i])
+        j = int(np.argmax(row))
+        if row[j] >= iou:
+            used[j] = True
+            pairs.append((int(labels_a[i]), int(labels_b[j])))
+    return pairs
+
+
+def input_summaries(table: np.ndarray) -> tuple[dict[str, StatSummary], np.ndarray, np.ndarray]:
+    """The profile's input part from a table of per-image statistics vectors (one row per image).
+
+    The summaries of every named statistic and of R − B, the opponent-colour histogram's mean and
+    per-image standard deviation, and the summary of the images' colour votes against that
+    histogram (:func:`safepredict.monitor.stats.colour_votes`).
+    """
+    inputs = {name: StatSummary.of(table[:, i]) for i, name in enumerate(stats.INPUT_STATS)}
+    inputs["r_minus_b"] = StatSummary.of(table[:, stats.MEAN_R] - table[:, stats.MEAN_B])
+    chroma_rows = table[:, stats.CHROMA]
+    chroma, chroma_std = chroma_rows.mean(axis=0), chroma_rows.std(axis=0)
+    weights = stats.colour_weights(chroma, chroma_std, len(table))
+    inputs["colour_vote"] = StatSummary.of(stats.colour_votes(chroma_rows, weights))
+    return inputs, chroma, chroma_std

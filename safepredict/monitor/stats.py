@@ -72,39 +72,43 @@ def image_statistics(image: np.ndarray, grid: int = 64) -> np.ndarray:
     green = channels // 2  # green, or the only channel
     # One planar float32 copy (channel, pixel), each row contiguous so every reduction below is a
     # fast BLAS or contiguous loop; rows 3 and 4 hold the green of the left and right neighbours.
+    # Every step below is one numpy call on at most 4096 values: the cost is the number of calls.
     planes = np.empty((channels + 2, gy, gx), dtype=np.float32)
-    planes[:channels] = np.moveaxis(view, 2, 0)
+    planes[:channels] = view.transpose(2, 0, 1)
     if wide:
         planes[channels] = arr[::sy, x0 - 1 : x1 - 1 : sx, green]
         planes[channels + 1] = arr[::sy, x0 + 1 : x1 + 1 : sx, green]
     flat = planes.reshape(channels + 2, -1)
     n = flat.shape[1]
-    means = (flat[:channels] @ ones(n)) / n
+    unit = ones(n)
+    means = (flat[:channels] @ unit) / n
     g = flat[green]
     if channels == 3:
         lum = _LUMA @ flat[:3]
         brightness = float(_LUMA @ means)
     else:
-        lum, brightness = g, float(means[0])
-    d = lum - np.float32(brightness)
+        lum, brightness = g - np.float32(0.0), float(means[0])
+    lum -= np.float32(brightness)
     out[BRIGHTNESS] = brightness
-    out[CONTRAST] = math.sqrt(max(float(d @ d) / n, 0.0))
+    out[CONTRAST] = math.sqrt(max(float(lum @ lum) / n, 0.0))
     if wide:
         # Horizontal second difference of green: noise raises it, blur lowers it. Divided by green's
         # spread, so a contrast change leaves it alone and a grayscale conversion (green replaced by
         # luminance) barely moves it.
         second = flat[channels] + flat[channels + 1]
-        second -= 2.0 * g
+        second -= g
+        second -= g
         np.abs(second, out=second)
-        dg = g - np.float32(means[green])
-        out[NOISE] = float(second @ ones(n)) / n / (math.sqrt(float(dg @ dg) / n) + 1.0)
+        g -= np.float32(means[green])  # the planes are ours: green is not needed as it was any more
+        out[NOISE] = float(second @ unit) / n / (math.sqrt(float(g @ g) / n) + 1.0)
+        g += np.float32(means[green])
     if channels == 3:
-        out[CHROMA] = chroma_histogram(flat)
-        rg = np.abs(flat[0] - flat[1])
-        gb = np.abs(flat[1] - flat[2])
-        unit = ones(n)
-        out[COLOURFULNESS] = 0.5 * (float(rg @ unit) + float(gb @ unit)) / n
-        out[GRAY_FRACTION] = np.count_nonzero(np.maximum(rg, gb, out=rg) <= 2.0) / n
+        opp = flat[0:3:2] - g  # R − G and B − G, one call
+        out[CHROMA] = _opponent_histogram(opp)
+        np.abs(opp, out=opp)  # |R − G| and |G − B|
+        spread = opp @ unit
+        out[COLOURFULNESS] = 0.5 * (float(spread[0]) + float(spread[1])) / n
+        out[GRAY_FRACTION] = np.count_nonzero(np.maximum(opp[0], opp[1], out=opp[0]) <= 2.0) / n
         out[MEAN_R], out[MEAN_G], out[MEAN_B] = means
     else:
         out[GRAY_FRACTION] = 1.0
@@ -113,29 +117,79 @@ def image_statistics(image: np.ndarray, grid: int = 64) -> np.ndarray:
     return out
 
 
+_CHROMA_CODE = np.array([CHROMA_SIDE, 1], dtype=np.intp)
+
+
+def _opponent_histogram(opp: np.ndarray, step: int = 4) -> np.ndarray:
+    """:func:`chroma_histogram` of the opponent rows ``(R − G, B − G)``, every ``step``-th pixel."""
+    q = opp[:, ::step] * np.float32(1.0 / 32.0)
+    q += np.float32(2.5)
+    np.maximum(q, 0.0, out=q)
+    np.minimum(q, CHROMA_SIDE - 0.5, out=q)
+    codes = _CHROMA_CODE @ q.astype(np.intp)
+    return np.bincount(codes, minlength=CHROMA_BINS) / codes.size
+
+
 def chroma_histogram(flat: np.ndarray, step: int = 4) -> np.ndarray:
     """Proportions of pixels over a 5 × 5 grid of opponent colours (R − G) × (B − G), row-major.
 
-    Each axis has bins < −48, −48..−16, −16..16, 16..48, ≥ 48 levels. Swapping red and blue swaps
-    the two axes, so the histogram of a BGR image is the transpose of its RGB histogram: the
-    reference's transpose is what a swapped stream would look like, at no extra cost. Every
-    ``step``-th grid pixel is used (about 1000): colour is a population property of the window.
+    ``flat`` holds the R, G and B rows of the sampled pixels. Each axis has bins < −48, −48..−16,
+    −16..16, 16..48, ≥ 48 levels. Swapping red and blue swaps the two axes, so the histogram of a
+    BGR image is the transpose of its RGB histogram: the reference's transpose is what a swapped
+    stream would look like, at no extra cost. Every ``step``-th pixel is used (about 1000): colour
+    is a population property of the window.
     """
-    g = flat[1, ::step]
-    q = np.empty((2, g.size), dtype=np.float32)
-    np.subtract(flat[0, ::step], g, out=q[0])
-    np.subtract(flat[2, ::step], g, out=q[1])
-    q *= 1.0 / 32.0
-    q += 2.5
-    np.maximum(q, 0.0, out=q)
-    np.minimum(q, CHROMA_SIDE - 0.5, out=q)
-    idx = q.astype(np.intp)
-    return np.bincount(idx[0] * CHROMA_SIDE + idx[1], minlength=CHROMA_BINS) / g.size
+    return _opponent_histogram(flat[0:3:2] - flat[1], step)
 
 
 def swap_chroma(hist: np.ndarray) -> np.ndarray:
     """The opponent-colour histogram of the same pixels with red and blue swapped (the transpose)."""
     return np.asarray(hist).reshape(CHROMA_SIDE, CHROMA_SIDE).T.reshape(-1)
+
+
+# The bin each opponent-colour bin becomes when red and blue are swapped.
+_SWAPPED_BIN = np.arange(CHROMA_BINS).reshape(CHROMA_SIDE, CHROMA_SIDE).T.reshape(-1)
+# A vote divides by the image's pixels in telling colours plus this share, so an image with only a
+# few such pixels votes little.
+VOTE_PIXELS = 0.01
+
+
+def colour_weights(mean: np.ndarray, std: np.ndarray, n: int, z_min: float = 3.0) -> np.ndarray:
+    """The colour vote's weight per opponent-colour bin, from a reference's per-image histograms.
+
+    -1 for a colour the reference clearly has more often than its red/blue swap (yellow, where the
+    swap makes cyan), +1 for the swapped colour, 0 for the rest: the bin's share must differ from
+    its swapped bin's by ``z_min`` standard errors of the reference's mean and be at least twice
+    as large. The weights are antisymmetric under the swap, so an image's vote flips sign exactly
+    when its red and blue are swapped.
+    """
+    q = np.asarray(mean, dtype=np.float64)
+    var = np.square(np.asarray(std, dtype=np.float64))
+    q_swapped, var_swapped = q[_SWAPPED_BIN], var[_SWAPPED_BIN]
+    z = (q - q_swapped) / np.sqrt((var + var_swapped) / max(n, 1) + 1e-12)
+    high, low = np.maximum(q, q_swapped), np.minimum(q, q_swapped)
+    telling = (np.abs(z) >= z_min) & (high >= 2.0 * low) & (high >= 1e-3)
+    return np.where(telling, -np.sign(z), 0.0)
+
+
+def colour_votes(chroma: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Each image's colour vote in [-1, 1]: -1 its telling colours are the reference's, +1 their swap's.
+
+    ``chroma`` holds one opponent-colour histogram per row. An image without telling colours
+    (grayscale, or none of the colours that tell) votes 0.
+    """
+    return (chroma @ weights) / (chroma @ np.abs(weights) + VOTE_PIXELS)
+
+
+def share_psi(p: np.ndarray, q: np.ndarray, n_p: float, n_q: float) -> float:
+    """PSI of two class-share vectors, both smoothed with the pseudo-count of the smaller sample.
+
+    Smoothing each side by its own size would make two samples of one distribution differ in
+    every empty class; one pseudo-count keeps that bias out of the comparison.
+    """
+    n = max(min(n_p, n_q), 1.0)
+    a, b = smoothed(np.asarray(p), n), smoothed(np.asarray(q), n)
+    return psi_smoothed(a, b, np.log(b))
 
 
 @lru_cache(maxsize=64)

@@ -76,3 +76,29 @@ def family_problem(meta_architecture: str) -> str | None:
         return None
     kind = NOT_SUPPORTED.get(name, "a meta-architecture safepredict does not know")
     return f"{name}: {kind}"
+
+
+# The category of a yacs key outside the contract, by prefix (first match wins). "other": keys
+# that do not change inference (training schedule, data sets, output paths).
+CONFIG_CATEGORIES: tuple[tuple[str, str], ...] = (
+    ("MODEL.WEIGHTS", "other"),
+    ("MODEL.DEVICE", "other"),
+    ("MODEL.PIXEL_", "preprocessing"),
+    ("MODEL.", "architecture"),
+    ("INPUT.", "preprocessing"),
+    ("TEST.AUG", "preprocessing"),
+    ("TEST.", "postprocessing"),
+    # LazyConfig trees
+    ("model.", "architecture"),
+    ("dataloader.test.mapper", "preprocessing"),
+)
+
+
+def config_category(key: str) -> str:
+    """preprocessing / postprocessing / architecture / other, for a Detectron2 config key."""
+    if "_TEST" in key.rsplit(".", 1)[-1] and key.startswith("MODEL."):
+        return "postprocessing"  # MODEL.RPN.NMS_THRESH_TEST, MODEL.ROI_HEADS.SCORE_THRESH_TEST...
+    for prefix, category in CONFIG_CATEGORIES:
+        if key.startswith(prefix):
+            return category
+    return "other"

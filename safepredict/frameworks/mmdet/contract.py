@@ -24,7 +24,7 @@ from safepredict.contract import (
     check_training_config,
     diff,
 )
-from safepredict.errors import ConfigError, FrameworkNotInstalled, SafePredictError, TrainingArtifactNotFound
+from safepredict.errors import ConfigError, SafePredictError, TrainingArtifactNotFound
 from safepredict.frameworks import safe_config
 from safepredict.frameworks.artifact import TrainingArtifact
 from safepredict.frameworks.mmdet import keys as keys_table
@@ -35,17 +35,7 @@ FRAMEWORK = "mmdet"
 _RESIZES = ("Resize", "FixShapeResize", "ResizeShortestEdge", "RandomResize", "RandomChoiceResize")
 
 
-def _config_class() -> Any:
-    try:
-        from mmengine.config import Config
-    except ImportError as exc:
-        raise FrameworkNotInstalled(
-            "reading an MMDetection config needs mmengine, which is not importable here",
-            expected="mmengine",
-            found=str(exc),
-            fix="pip install mmengine 'mmcv>=2.0.0rc4,<2.2.0' mmdet (see https://mmdetection.readthedocs.io)",
-        ) from exc
-    return Config
+_config_class = safe_config._config_class  # the one mmengine import guard
 
 
 def load_config(config: Any, *, trust: bool = False) -> tuple[Any, str]:

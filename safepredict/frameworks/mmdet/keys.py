@@ -132,3 +132,23 @@ def family_problem(model_type: str) -> str | None:
         if base is not None and issubclass(cls, base):
             return None
     return f"{name}: a detector family safepredict does not know"
+
+
+# The category of an mmengine config key outside the contract, by prefix (first match wins).
+CONFIG_CATEGORIES: tuple[tuple[str, str], ...] = (
+    ("model.test_cfg", "postprocessing"),
+    ("model.data_preprocessor", "preprocessing"),
+    ("model.train_cfg", "other"),
+    ("model.", "architecture"),
+    ("test_dataloader.dataset.pipeline", "preprocessing"),
+    ("test_pipeline", "preprocessing"),
+    ("tta_", "preprocessing"),
+)
+
+
+def config_category(key: str) -> str:
+    """preprocessing / postprocessing / architecture / other, for an mmengine config key."""
+    for prefix, category in CONFIG_CATEGORIES:
+        if key.startswith(prefix):
+            return category
+    return "other"
