@@ -275,7 +275,7 @@ def automatic_reference(
     try:
         folder = references_dir()
         key = _key(predictor, folder)
-    except OSError as exc:
+    except Exception as exc:  # noqa: BLE001 - an unreadable checkpoint or cache folder: no reference, no failure
         logger.debug("no automatic reference: %s", exc)
         return None
     path = folder / f"{key}.json"

@@ -388,3 +388,56 @@ def test_undertraining_hint_prefers_epochs_and_grades_severity():
     assert f is not None and f.data["unit"] == "epoch" and f.severity == "info"
     with pytest.raises(ValueError):
         undertraining_hint(-1, 100)
+
+
+# -- sampling of the input statistics, label-aware channel order --------------------------------
+
+
+def test_input_statistics_are_sampled_after_the_start_up(reference):
+    mon = _monitor(reference, input_startup=100, input_every=8, input_window=60, min_input_window=50)
+    mon.observe_many(_stream(n=900, seed=42))
+    sampled = mon.snapshot()["input_images_total"]
+    assert 100 + 800 / 8 * 0.7 < sampled < 100 + 800 / 8 * 1.3, sampled
+    again = _monitor(reference, input_startup=100, input_every=8, input_window=60, min_input_window=50)
+    again.observe_many(_stream(n=900, seed=42))
+    assert again.snapshot()["input_images_total"] == sampled  # a fixed schedule: reproducible
+    every = _monitor(reference, input_startup=0, input_every=1)
+    every.observe_many(_stream(n=120, seed=42))
+    assert every.snapshot()["input_images_total"] == 120
+
+
+def test_input_faults_after_the_start_up_are_still_named(reference):
+    mon = _monitor(reference, input_startup=200)
+    healthy = SyntheticStream(seed=43).take(400)
+    noisy = SyntheticStream(seed=44, faults=("noise",)).take(1200)
+    found = [(i, f) for i, (image, d) in enumerate(healthy + noisy) for f in mon.observe(image, d)]
+    hits = [i for i, f in found if f.code == "monitor.input_noise"]
+    assert hits and 400 < hits[0] < 400 + 1200, [f.code for _, f in found]
+
+
+def _relabel(dets: Detections, mapping: dict[int, int]) -> Detections:
+    labels = np.array([mapping.get(int(x), int(x)) for x in dets.labels], dtype=np.int64)
+    return Detections(boxes=dets.boxes, scores=dets.scores, labels=labels, class_names=dets.class_names)
+
+
+# A model whose classes are colours, under a red/blue swap: red and blue trade, yellow (cyan) reads as blue.
+SWAP = {0: 2, 2: 0, 3: 2}
+
+
+def test_class_shares_alone_name_a_channel_order_mistake():
+    from safepredict.monitor import ProfileBuilder
+
+    builder = ProfileBuilder(score_threshold=0.5, class_names=NAMES)
+    for image, dets in SyntheticStream(seed=45).take(300):
+        builder.add(image, dets)
+        builder.add_swapped(_relabel(dets, SWAP), given=dets)
+    ref = builder.build()
+    assert ref.swapped_class_share is not None and ref.swapped_class_share[3] == 0.0
+    assert ref.swap_pairs is not None and ref.swap_pairs[3 * 4 + 2] > 0  # yellow as given, blue swapped
+    healthy = _monitor(ref).observe_many((None, d) for _, d in SyntheticStream(seed=46).take(600))
+    assert healthy == [], [f.describe() for f in healthy]
+    swapped = [(None, _relabel(d, SWAP)) for _, d in SyntheticStream(seed=47).take(200)]
+    hit = next(f for f in _monitor(ref).observe_many(swapped) if f.code == "monitor.input_channel_order")
+    assert "the class shares" in hit.message and "color='RGB'" in hit.message
+    assert hit.data["class_js_swapped"] < hit.data["class_js"]
+    assert hit.data["class_psi"] > hit.data["class_psi_critical"]

@@ -3,7 +3,8 @@
 The reference profile is captured on 200 images, then streams are replayed through the monitor:
 500 healthy images (no finding allowed), the same predictions cut at a too-high threshold, and
 images made noisy, low in contrast, grayscale (60 each), or handed over in the wrong channel order
-(150). About 930 CPU forward passes: minutes on a busy 2-core machine.
+(150); each bad stream is named within its first 50 images. About 930 CPU forward passes: minutes
+on a busy 2-core machine.
 """
 
 from __future__ import annotations
@@ -133,5 +134,6 @@ def test_too_high_threshold_is_advised(recorded, profile):
     ],
 )
 def test_bad_inputs_are_named(recorded, profile, stream, code):
-    codes = {f.code for f in _replay(recorded, recorded[stream], profile)}
+    # At the first input test: image 50 (the channel order too, by the telling colours).
+    codes = {f.code for f in _replay(recorded, recorded[stream][:50], profile)}
     assert code in codes, codes

@@ -132,3 +132,23 @@ def test_corrupt_profiles_are_format_errors(tmp_path, synthetic_profile, corrupt
 def test_describe_says_what_was_captured(synthetic_profile):
     text = synthetic_profile.describe()
     assert "200 images" in text and "KEY" in text and "red" in text and "brightness" in text
+
+
+def test_the_swapped_signature_survives_json_and_old_profiles_still_load(tmp_path, synthetic_profile):
+    builder = ProfileBuilder(score_threshold=0.5, class_names=NAMES)
+    for scores, labels in (([0.9, 0.8], [0, 1]), ([0.95], [1])):
+        dets = _dets(scores, labels)
+        builder.add(_image(), dets)
+        builder.add_swapped(_dets(scores, [1 - x for x in labels]), given=dets)
+    p = builder.build()
+    assert p.swapped_class_share == pytest.approx((0.75, 0.25))
+    assert p.swap_pairs == (0, 1, 2, 0)  # same boxes: cat -> dog once, dog -> cat twice
+    loaded = ReferenceProfile.load(p.save(tmp_path / "p.json"))
+    assert loaded == p and loaded.inputs is not None and "colour_vote" in loaded.inputs
+    assert "red and blue swapped" in p.describe()
+    # A profile written before these fields existed reads as one without a swapped signature.
+    old = synthetic_profile.to_json()
+    for key in ("swapped_class_share", "swapped_n_images_with_detections", "swap_pairs", "source"):
+        old.pop(key)
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    assert ReferenceProfile.load(tmp_path / "old.json").swapped_class_share is None

@@ -137,3 +137,31 @@ def test_upper_rate_and_tail_rate_are_generous():
     assert stats.upper_rate(20, 100) > 0.2
     assert stats.upper_rate(0, 0) == 1.0
     assert stats.tail_rate(0.01, 100) > 0.02
+
+
+def test_colour_votes_flip_sign_when_red_and_blue_swap():
+    rng = np.random.default_rng(5)
+    imgs = []
+    for _ in range(60):
+        img = np.full((40, 50, 3), 60, np.uint8)
+        img += rng.integers(0, 6, img.shape, dtype=np.uint8)
+        img[5:20, 5:20] = (220, 210, 45)  # yellow: its swap is cyan, a colour these images never have
+        imgs.append(img)
+    table = np.stack([stats.image_statistics(i) for i in imgs])
+    chroma = table[:, stats.CHROMA]
+    weights = stats.colour_weights(chroma.mean(0), chroma.std(0), len(table))
+    assert weights.any()
+    np.testing.assert_array_equal(stats.swap_chroma(weights), -weights)  # antisymmetric under the swap
+    votes = stats.colour_votes(chroma, weights)
+    swapped = np.stack([stats.image_statistics(i[:, :, ::-1]) for i in imgs])[:, stats.CHROMA]
+    np.testing.assert_allclose(stats.colour_votes(swapped, weights), -votes, atol=1e-12)
+    assert votes.mean() < -0.5
+    gray = np.zeros_like(chroma)
+    gray[:, 12] = 1.0
+    assert np.all(stats.colour_votes(gray, weights) == 0.0)
+
+
+def test_share_psi_smooths_both_sides_alike():
+    p = np.array([0.5, 0.5, 0.0])
+    assert stats.share_psi(p, p, 50, 5000) == pytest.approx(0.0, abs=1e-12)
+    assert stats.share_psi(np.array([0.2, 0.3, 0.5]), p, 50, 50) > 0.3

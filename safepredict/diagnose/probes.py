@@ -537,9 +537,7 @@ def _shares_text(names: Sequence[str], values: Sequence[float]) -> str:
     return ", ".join(f"{name} {v:.0%}" for name, v in zip(names, values, strict=True))
 
 
-def channel_order_probe(
-    predictor: Any, images: Sequence[LoadedImage], base: Run, reference: Any = None
-) -> ProbeResult:
+def channel_order_probe(predictor: Any, images: Sequence[LoadedImage], base: Run, reference: Any = None) -> ProbeResult:
     """The same images with red and blue swapped: is the model more confident on them, or are its labels
     (class shares) those of the reference only when swapped?
 

@@ -104,6 +104,11 @@ class ChannelOrderCheck:
     def usable(self) -> bool:
         return self.inputs_usable or self.classes_usable
 
+    @property
+    def classes_alone(self) -> bool:
+        """Whether the class shares can fire without input statistics (a reference with its swapped shares)."""
+        return self.classes_usable and self._swapped_share is not None
+
     def check(
         self,
         out: list[Finding],
@@ -137,7 +142,9 @@ class ChannelOrderCheck:
         if toward_swap and "the class shares" not in hits:
             hits.append("the class shares")
         self._add_class_evidence(evidence, shares)
-        out.append(Finding("monitor.input_channel_order", self._message(hits, evidence, class_names), "warning", evidence))
+        out.append(
+            Finding("monitor.input_channel_order", self._message(hits, evidence, class_names), "warning", evidence)
+        )
 
     def _add_class_evidence(self, evidence: dict[str, Any], shares: tuple[np.ndarray, int, int] | None) -> None:
         """The class shares in words and numbers, for a finding that fires (computed only then)."""

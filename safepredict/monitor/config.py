@@ -46,7 +46,7 @@ class MonitorConfig:
     # there from the first image), then on one image in ``input_every`` on average (random gaps, so a
     # periodic stream, several cameras in turn, is not aliased). 1 computes them on every image.
     input_startup: int = attrs.field(default=1000, validator=[v.instance_of(int), v.ge(0)])
-    input_every: int = attrs.field(default=16, validator=_pos_int)
+    input_every: int = attrs.field(default=32, validator=_pos_int)
     input_tail: float = attrs.field(default=0.01, validator=_prob)  # reference quantiles that bound "normal"
     max_reference_gray: float = attrs.field(default=0.5, validator=_prob)  # grayscale check off above this
     channel_order_ratio: float = attrs.field(default=0.5, validator=_prob)

@@ -4,8 +4,10 @@
 fixed-size ring buffers; the window tests (empty rate, score drift, class takeover, input drift)
 run every ``check_every`` images on those buffers. Memory is bounded by the window sizes, never by
 the stream. One lock guards the state, so one Monitor can be shared by threads. This module holds
-the output checks and the rate limit; the input statistics' window and its tests are
-:class:`~safepredict.monitor.inputs.InputWindow`.
+the output checks, the sampling of images for input statistics and the rate limit; the input
+statistics' window and its range tests are :class:`~safepredict.monitor.inputs.InputWindow`, the
+channel-order signatures :class:`~safepredict.monitor.channel.ChannelOrderCheck`, the
+self-baseline :func:`~safepredict.monitor.baseline.baseline_profile`.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ _SATURATED = 0.9999
 _CONSTANT_STREAK = 20
 # After the start-up, the input tests wait for this many new rows.
 _FRESH_INPUT_ROWS = 10
+_MAX = np.maximum.reduce  # without ndarray.max's Python wrapper: this runs once per image
 _SCHEDULE_MASK = 4095
 
 
@@ -62,8 +65,10 @@ def _sampling_schedule(every: int) -> list[bool]:
 class Monitor:
     """The streaming monitor attached to a predictor (see docs/monitoring.md).
 
-    ``reference`` is the :class:`ReferenceProfile` captured on validation images; without one only
-    the absolute checks run (NaN scores, empty streaks, everything below the threshold).
+    ``reference`` is the :class:`ReferenceProfile` captured on validation images; without one the
+    absolute checks run (NaN scores, empty streaks, everything below the threshold) and, from the
+    ``config.baseline_images``-th image on, the drift tests against the stream's own first images
+    (the self-baseline, :mod:`safepredict.monitor.baseline`).
     ``score_threshold`` is the threshold the final outputs are cut at and ``threshold_key`` the
     config key that sets it, named in the advice. ``observe`` returns the findings it logged.
     """
@@ -113,6 +118,7 @@ class Monitor:
         self._pos = 0
         self._filled = 0
         self._window_size = w
+        self._input_checks = cfg.input_checks
         self._check_every = cfg.check_every
         self._min_constant = cfg.min_constant_candidates
         # Input statistics: on every image during the start-up, then on a random 1 in input_every.
@@ -188,7 +194,7 @@ class Monitor:
         """
         vec = None
         unreadable = None
-        if image is not None and self.config.input_checks:
+        if image is not None and self._input_checks:
             seen = next(self._input_seen)  # atomic: threads never take the same slot of the schedule
             if seen < self.config.input_startup or self._input_schedule[seen & _SCHEDULE_MASK]:
                 try:
@@ -231,7 +237,7 @@ class Monitor:
         bins = self._bins
         counts = None
         if n:
-            top = float(scores.max())  # NaN if any score is NaN
+            top = float(_MAX(scores))  # NaN if any score is NaN
             if top <= 1.0:
                 try:
                     # Scores in [0, 1] give bin indices in [0, bins]; the extra column holds scores of
@@ -247,8 +253,8 @@ class Monitor:
                     counts = np.bincount((scores * bins).astype(np.intp), minlength=bins + 1)
         if n:
             assert counts is not None
-            keep = scores > self.score_threshold  # strictly above, as both frameworks filter
-            n_final = int(np.count_nonzero(keep))
+            kept = labels[scores > self.score_threshold]  # strictly above, as both frameworks filter
+            n_final = kept.size
             self._hist[pos] = counts
             self._inv_candidates[pos] = 1.0 / n
             if n >= self._min_constant and counts[min(int(top * bins), bins)] == n:
@@ -276,13 +282,13 @@ class Monitor:
             n_classes = self._n_classes
             if n_classes:
                 try:
-                    per_class: np.ndarray = np.bincount(labels, weights=keep, minlength=n_classes)
+                    per_class: np.ndarray = np.bincount(kept, minlength=n_classes)
                 except ValueError:  # negative labels
                     per_class = np.zeros(n_classes + 1)
                     per_class[-1] = 1.0
                 if per_class.size > n_classes:
                     if per_class[n_classes:].any():
-                        self._label_range(out, labels[keep])
+                        self._label_range(out, kept)
                     per_class = per_class[:n_classes]
                 self._class_counts[pos] = per_class
             self._inv_detections[pos] = 1.0 / n_final
@@ -333,7 +339,7 @@ class Monitor:
         inputs_due = window.testable and window.fresh >= min(cfg.check_every, _FRESH_INPUT_ROWS)
         if inputs_due:
             window.check(out, self._may_fire)
-        if self._channel.usable and (inputs_due or window.filled == 0):
+        if self._channel.usable and (inputs_due or (window.filled == 0 and self._channel.classes_alone)):
             table = window.rows() if window.testable else None
             found = len(out)
             self._channel.check(out, self._may_fire, table, self._window_class_shares(), self.class_names)

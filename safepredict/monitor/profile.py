@@ -310,9 +310,8 @@ class ReferenceProfile:
             lines.append(f"  class shares: {shares}")
             if self.swapped_class_share is not None:
                 shares = ", ".join(f"{n} {s:.0%}" for n, s in zip(names, self.swapped_class_share, strict=True))
-                lines.append(
-                    f"  class shares with red and blue swapped ({self.swapped_n_images_with_detections} images): {shares}"
-                )
+                n_swapped = self.swapped_n_images_with_detections
+                lines.append(f"  class shares with red and blue swapped ({n_swapped} images): {shares}")
         if self.inputs:
             b, c = self.inputs["brightness"], self.inputs["contrast"]
             lines.append(
@@ -457,7 +456,9 @@ class ProfileBuilder:
         )
 
 
-def matched_label_pairs(a: Detections, b: Detections, score_threshold: float, iou: float = 0.5) -> list[tuple[int, int]]:
+def matched_label_pairs(
+    a: Detections, b: Detections, score_threshold: float, iou: float = 0.5
+) -> list[tuple[int, int]]:
     """``(label in a, label in b)`` of every object both find above the threshold (the same box, IoU ≥ ``iou``).
 
     Boxes are matched whatever their labels, greedily by ``a``'s scores: a model whose classes are
