@@ -100,8 +100,9 @@ def write_bundle(
     final checkpoint, so the bundle describes exactly what inference will see. ``config`` (the
     training config file) is pinned in the lock too when given.
     """
+    from safepredict.autoref import build_reference
     from safepredict.lock import write_lock
-    from safepredict.monitor.profile import PROFILE_FILENAME, ProfileBuilder
+    from safepredict.monitor.profile import PROFILE_FILENAME
     from safepredict.monitor.replay import capture_golden
     from safepredict.predictor import SafePredictor
 
@@ -127,15 +128,16 @@ def write_bundle(
     kwargs.setdefault("class_names", tuple(class_names) if class_names else None)
     # The bundle is not there yet: nothing beside the checkpoint to find but the lock just written.
     predictor = SafePredictor.from_checkpoint(checkpoint, monitor=False, bundle=False, **kwargs)
-    builder = ProfileBuilder(
-        score_threshold=predictor.monitor_threshold,
+    # With the swapped signature (a few images also run red/blue swapped) the label-aware
+    # channel-order checks need; the same builder as the automatic reference.
+    profile = build_reference(
+        predictor,
+        images,
         class_names=predictor.class_names,
-        threshold_key=predictor.threshold_key,
+        swapped=min(50, len(images)),
+        source=f"training hook, {len(images)} validation images",
     )
-    for path in images:
-        image, candidates = predictor.predict_candidates(path)
-        builder.add(image, candidates)
-    builder.build().save(folder / PROFILE_FILENAME)
+    profile.save(folder / PROFILE_FILENAME)
     if golden:
         capture_golden(predictor, images[:golden], lock_path)
     bundle = find(checkpoint)

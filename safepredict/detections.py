@@ -191,7 +191,7 @@ class Detections:
                 found=str(exc),
                 fix="pip install supervision (or pip install 'safepredict[supervision]')",
             ) from exc
-        data = {"class_name": np.array(self.names, dtype=object)} if len(self) else {}
+        data: dict[str, Any] = {"class_name": np.array(self.names, dtype=object)} if len(self) else {}
         return sv.Detections(
             xyxy=self.boxes.astype(np.float32),
             confidence=self.scores.astype(np.float32),

@@ -106,7 +106,7 @@ def test_every_zoo_config_gives_a_contract_or_a_typed_error(framework):
             misrouted.append((path.name, routed))
             continue
         try:
-            cfg, source = reader.load_config(path, trust=True)
+            cfg, _source = reader.load_config(path, trust=True)
             contract = reader.read_contract(cfg, trust=True)
         except SafePredictError:
             typed += 1
