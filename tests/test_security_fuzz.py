@@ -436,15 +436,6 @@ def test_the_valid_profile_reads() -> None:
     assert ReferenceProfile.from_json(valid_profile()).n_images == 3
 
 
-PROFILE_XFAIL = pytest.mark.xfail(
-    strict=True,
-    reason="safepredict/monitor/profile.py ReferenceProfile.from_json catches only TypeError/KeyError: "
-    "a non-numeric list entry (ValueError from float('x')), an infinite count (OverflowError from "
-    "int(inf)) or a non-mapping 'inputs' (AttributeError) escape untyped",
-)
-
-
-@PROFILE_XFAIL
 @fuzz(2000)
 @given(_mutated_profiles())
 def test_fuzz_profile_documents(data: dict[str, Any]) -> None:
@@ -453,11 +444,6 @@ def test_fuzz_profile_documents(data: dict[str, Any]) -> None:
     ends_typed(ReferenceProfile.from_json, data, "fuzz.json")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="safepredict/monitor/profile.py ReferenceProfile.load catches only json.JSONDecodeError: a file "
-    "that is not UTF-8 (b'\\x80') raises UnicodeDecodeError from path.read_text untyped",
-)
 @fuzz(700)
 @given(content=st.one_of(st.binary(max_size=200), st.text(max_size=200).map(str.encode)))
 def test_fuzz_profile_files(content: bytes, tmp_path_factory: Any) -> None:

@@ -731,14 +731,20 @@ class Monitor:
 def _check_reference_classes(ref: ReferenceProfile, names: tuple[str, ...] | None, n_classes: int) -> None:
     """Refuse a profile captured for other classes: its shares and labels would be compared wrongly."""
     if ref.class_names is not None and names is not None and ref.class_names != names:
-        raise ValueError(
+        raise InputError(
             f"the reference profile was captured for classes {list(ref.class_names)[:8]}, this monitor watches "
-            f"{list(names)[:8]}: the profile belongs to another model"
+            f"{list(names)[:8]}: the profile belongs to another model",
+            expected=list(names),
+            found=list(ref.class_names),
+            fix="pass this model's profile (safepredict profile CHECKPOINT VAL_IMAGES/), or none",
         )
     if ref.n_classes > n_classes and (ref.class_names is not None or names is not None):
-        raise ValueError(
+        raise InputError(
             f"the reference profile knows {ref.n_classes} classes, this monitor {n_classes}: "
-            "the profile belongs to another model"
+            "the profile belongs to another model",
+            expected=n_classes,
+            found=ref.n_classes,
+            fix="pass this model's profile (safepredict profile CHECKPOINT VAL_IMAGES/), or none",
         )
 
 

@@ -270,7 +270,7 @@ class ReferenceProfile:
                     k: _summary_from_json(v, f"{source}: inputs.{k}") for k, v in fields["inputs"].items()
                 }
             return cls(**fields)
-        except (TypeError, KeyError) as exc:
+        except (TypeError, KeyError, ValueError, AttributeError, OverflowError) as exc:
             raise LockFormatError(f"{source}: malformed reference profile ({exc})", source=source) from exc
 
     def save(self, path: str | Path) -> Path:
@@ -287,7 +287,7 @@ class ReferenceProfile:
         path = Path(path)
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise LockFormatError(f"{path}: not valid JSON ({exc})", source=str(path)) from exc
         return cls.from_json(data, source=str(path))
 
