@@ -17,11 +17,11 @@ found in a fresh process: that is the limit, and the training hook
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from safepredict.frameworks.coco import coco_images
 
 __all__ = ["validation_images"]
 
@@ -43,7 +43,7 @@ def validation_images(cfg: Any, checkpoint: Path) -> tuple[list[Path], tuple[str
         json_file = _evaluation_json(log)
         if json_file is None:
             continue
-        listed = _coco_images(json_file, _image_roots(json_file))
+        listed = coco_images(json_file, _image_roots(json_file))
         if listed is not None and listed[0]:
             paths, classes, root = listed
             return paths, classes, f"data set {name!r}: {json_file} (read in {log}), images in {root}"
@@ -107,40 +107,3 @@ def _image_roots(json_file: Path) -> list[Path]:
     if stem.startswith("instances_"):  # annotations/instances_val2017.json -> val2017/
         roots += [folder.parent / stem[len("instances_") :], folder / stem[len("instances_") :]]
     return roots
-
-
-# A COCO json's files; the same reader as in the other framework's validation module (kept apart so
-# each framework module stands alone).
-def _coco_images(
-    annotations: Path, image_roots: Sequence[Path]
-) -> tuple[list[Path], tuple[str, ...] | None, Path] | None:
-    """``(images that exist, class names, the image root)`` of a COCO json, or None when it lists none here.
-
-    The first root under which the json's first files exist is taken; the class names are its
-    categories ordered by id, as Detectron2's ``register_coco_instances`` and MMDetection's
-    ``CocoDataset`` order them.
-    """
-    try:
-        data = json.loads(annotations.read_text(encoding="utf-8"))
-        records = data["images"]
-        names = [str(r["file_name"]) for r in records]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    if not names:
-        return None
-    for root in image_roots:
-        probe = names[: min(len(names), 5)]
-        if all((root / name).is_file() for name in probe):
-            paths = [root / name for name in names]
-            return [p for p in paths if p.is_file()], _coco_categories(data), root
-    return None
-
-
-def _coco_categories(data: dict[str, object]) -> tuple[str, ...] | None:
-    cats = data.get("categories")
-    if not isinstance(cats, list) or not cats:
-        return None
-    try:
-        return tuple(str(c["name"]) for c in sorted(cats, key=lambda c: int(c["id"])))
-    except (KeyError, TypeError, ValueError):
-        return None

@@ -9,10 +9,11 @@ format falls back to the image files in the image folder. Wrappers (``RepeatData
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from safepredict.frameworks.coco import coco_images
 
 __all__ = ["validation_images"]
 
@@ -72,7 +73,7 @@ def _files(dataset: Any, key: str) -> tuple[list[Path], tuple[str, ...] | None, 
     meta_classes = _get(_get(dataset, "metainfo"), "classes")
     classes = tuple(str(c) for c in meta_classes) if isinstance(meta_classes, (list, tuple)) and meta_classes else None
     if ann is not None and ann.suffix == ".json" and ann.is_file() and image_dir is not None:
-        listed = _coco_images(ann, [image_dir])
+        listed = coco_images(ann, [image_dir])
         if listed is not None and listed[0]:
             paths, json_classes, found_root = listed
             return paths, classes or json_classes, f"{key}.dataset: {ann}, images in {found_root}"
@@ -81,40 +82,3 @@ def _files(dataset: Any, key: str) -> tuple[list[Path], tuple[str, ...] | None, 
         if paths:
             return paths, classes, f"{key}.dataset: the images in {image_dir}"
     return None
-
-
-# A COCO json's files; the same reader as in the other framework's validation module (kept apart so
-# each framework module stands alone).
-def _coco_images(
-    annotations: Path, image_roots: Sequence[Path]
-) -> tuple[list[Path], tuple[str, ...] | None, Path] | None:
-    """``(images that exist, class names, the image root)`` of a COCO json, or None when it lists none here.
-
-    The first root under which the json's first files exist is taken; the class names are its
-    categories ordered by id, as Detectron2's ``register_coco_instances`` and MMDetection's
-    ``CocoDataset`` order them.
-    """
-    try:
-        data = json.loads(annotations.read_text(encoding="utf-8"))
-        records = data["images"]
-        names = [str(r["file_name"]) for r in records]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    if not names:
-        return None
-    for root in image_roots:
-        probe = names[: min(len(names), 5)]
-        if all((root / name).is_file() for name in probe):
-            paths = [root / name for name in names]
-            return [p for p in paths if p.is_file()], _coco_categories(data), root
-    return None
-
-
-def _coco_categories(data: dict[str, object]) -> tuple[str, ...] | None:
-    cats = data.get("categories")
-    if not isinstance(cats, list) or not cats:
-        return None
-    try:
-        return tuple(str(c["name"]) for c in sorted(cats, key=lambda c: int(c["id"])))
-    except (KeyError, TypeError, ValueError):
-        return None
