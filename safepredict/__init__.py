@@ -6,9 +6,9 @@ with no framework (and no torch) installed.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
 
+from safepredict._lazy import lazy_attributes
 from safepredict._version import installed_version
 from safepredict.errors import (
     CheckpointMismatchError,
@@ -67,16 +67,14 @@ if TYPE_CHECKING:
     from safepredict.predictor import SafePredictor
 
 
+_lazy = lazy_attributes(__name__, _LAZY)
+
+
 def __getattr__(name: str) -> Any:
     if name == "__version__":  # from the distribution's metadata, read only when asked for
         globals()[name] = installed_version()
         return globals()[name]
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'safepredict' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+    return _lazy(name)
 
 
 def __dir__() -> list[str]:

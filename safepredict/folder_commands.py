@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from safepredict._output import add_json_option, print_json
 from safepredict.diagnose.options import add_common_options, set_threads
 from safepredict.folder import PROGRESS_SUFFIX
 
@@ -28,7 +29,8 @@ def register(subparsers: Any) -> None:
             "examples:\n"
             "  safepredict predict output/model_final.pth images/ -o preds.json\n"
             "  safepredict predict work_dirs/epoch_12.pth images/ -o preds.json --coco-gt val.json --workers 2\n"
-            "  safepredict predict model.pth images/ -o preds.json --lock safepredict.lock  # environment first"
+            "  safepredict predict model.pth images/ -o preds.json --lock safepredict.lock  # environment first\n"
+            "  safepredict predict model.pth images/ -o preds.json --json -q > summary.json  # counts + monitor"
         ),
         help="predict a folder of images to COCO-format results (resumable), with the monitor's summary",
         description=(
@@ -58,6 +60,7 @@ def register(subparsers: Any) -> None:
         help="worker processes, each with its own model (default: one per core on the CPU, none on a GPU "
         "or for a few images; 0: this process only, decoding overlapped)",
     )
+    add_json_option(p, "the run's summary (counts and the monitor's snapshot)")
     p.set_defaults(func=_predict)
 
 
@@ -89,6 +92,8 @@ def _predict(args: argparse.Namespace) -> int:
             threads=args.threads or 1,
             trust=args.trust,
         )
-    if not quiet:
+    if args.json:
+        print_json(result)
+    elif not quiet:
         print(result.describe(), file=sys.stderr)
     return 0

@@ -180,13 +180,6 @@ def test_short_out_option_for_lock_and_export(folder: Path, tmp_path: Path) -> N
     assert (tmp_path / "environment.yml").is_file()
 
 
-@pytest.mark.parametrize("command", ["lock", "check", "export-conda"])
-def test_help_shows_examples(command: str, tmp_path: Path) -> None:
-    out = run(command, "--help", cwd=tmp_path)
-    assert out.returncode == 0
-    assert "examples:" in out.stdout and f"safepredict {command}" in out.stdout.split("examples:", 1)[1]
-
-
 def test_check_offers_the_golden_replay_extension(tmp_path: Path) -> None:
     # Only the chosen command's module is imported: `check` fetches its extensions itself.
     out = run("check", "--help", cwd=tmp_path)

@@ -12,10 +12,20 @@ Offline: it trains a small Detectron2 detector on generated data the first time 
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import time
 import warnings
 from typing import Any
+
+from safepredict._output import add_json_option, jsonable, message_stream, print_json
+
+EXAMPLES = """\
+examples:
+  safepredict demo                  # trains the fixture the first time (minutes), then ~1 minute
+  safepredict demo --images 32      # more validation images: a steadier AP50
+  safepredict demo --json > demo.json   # the two AP50s and every difference named, for programs
+"""
 
 
 def register(sub: Any) -> None:
@@ -23,9 +33,11 @@ def register(sub: Any) -> None:
         "demo",
         help="offline demo: a naive inference mistake fails, SafePredictor catches it",
         description=__doc__,
+        epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--images", type=int, default=8, help="validation images to run (default 8)")
+    add_json_option(parser, "the outcome")
     parser.set_defaults(func=run)
 
 
@@ -47,17 +59,18 @@ def run(args: argparse.Namespace) -> int:
     from safepredict.detections import Detections
     from safepredict.predictor import SafePredictor
 
+    say = functools.partial(print, file=message_stream(args))
     started = time.monotonic()
     # The frameworks' own deprecation chatter (torch.jit, meshgrid) would bury the demo's point.
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.")
     warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.")
-    print("1/3 the model: Faster R-CNN R-18 FPN trained with Detectron2's DefaultTrainer on generated data")
+    say("1/3 the model: Faster R-CNN R-18 FPN trained with Detectron2's DefaultTrainer on generated data")
     fixture = get_fixture("detectron2")
-    print(f"    {fixture.checkpoint} (val AP50 {fixture.ap50:.1f} with Detectron2's COCOEvaluator)")
+    say(f"    {fixture.checkpoint} (val AP50 {fixture.ap50:.1f} with Detectron2's COCOEvaluator)")
     images = fixture.dataset.val_images[: args.images]
     gt = fixture.dataset.val_json
 
-    print("\n2/3 the inference code from a tutorial: DefaultPredictor(get_cfg() + NUM_CLASSES + WEIGHTS)")
+    say("\n2/3 the inference code from a tutorial: DefaultPredictor(get_cfg() + NUM_CLASSES + WEIGHTS)")
     from detectron2.engine import DefaultPredictor
 
     naive_cfg = _naive_config(fixture)
@@ -70,22 +83,32 @@ def run(args: argparse.Namespace) -> int:
         naive[path.name] = Detections(inst.pred_boxes.tensor.numpy(), inst.scores.numpy(), inst.pred_classes.numpy())
     found = sum(len(d) for d in naive.values())
     ap_naive = _ap(gt, naive, images)
-    print(
+    say(
         "    Detectron2 loaded the checkpoint into a ResNet-50 with warnings only: "
         f"{found} detections, AP50 {ap_naive:.1f}"
     )
 
-    print("\n3/3 SafePredictor(cfg) with the same config")
+    say("\n3/3 SafePredictor(cfg) with the same config")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the same messages are logged; print them once, below
         safe = SafePredictor(naive_cfg, monitor=False)
-    print("    it read the training config beside the checkpoint and named every difference:")
+    say("    it read the training config beside the checkpoint and named every difference:")
     for d in safe.discrepancies:
-        print("    - " + d.describe().replace("\n", "\n      "))
+        say("    - " + d.describe().replace("\n", "\n      "))
     results = {path.name: safe.predict(str(path)) for path in images}
     ap_safe = _ap(gt, results, images)
-    print(f"    SafePredictor: {sum(len(d) for d in results.values())} detections, AP50 {ap_safe:.1f}")
-    print(f"\nnaive AP50 {ap_naive:.1f} -> SafePredictor AP50 {ap_safe:.1f} ({time.monotonic() - started:.0f} s)")
+    say(f"    SafePredictor: {sum(len(d) for d in results.values())} detections, AP50 {ap_safe:.1f}")
+    say(f"\nnaive AP50 {ap_naive:.1f} -> SafePredictor AP50 {ap_safe:.1f} ({time.monotonic() - started:.0f} s)")
+    if args.json:
+        print_json(
+            {
+                "checkpoint": str(fixture.checkpoint),
+                "images": len(images),
+                "naive": {"detections": found, "ap50": ap_naive},
+                "safepredict": {"detections": sum(len(d) for d in results.values()), "ap50": ap_safe},
+                "discrepancies": [{**jsonable(d), "message": d.describe()} for d in safe.discrepancies],
+            }
+        )
     return 0
 
 

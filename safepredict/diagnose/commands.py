@@ -8,15 +8,25 @@ is :mod:`safepredict.folder_commands`.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
+from safepredict._output import add_json_option, print_json
 from safepredict.diagnose.options import add_common_options, set_threads
 from safepredict.errors import InputError
 
 __all__ = ["register"]
+
+EXAMPLES = """\
+examples:
+  safepredict diagnose output/model_final.pth val/ --config my_inference.yaml
+  safepredict diagnose work_dirs/epoch_12.pth val/ --lock safepredict.lock --report report.html
+  safepredict diagnose model.pth frames/ --reference model/safepredict-profile.json --max-images 32
+  safepredict diagnose model.pth val/ --json > findings.json     # the findings for programs
+
+exit status: 0 nothing worse than information, 1 a warning or error finding, 2 usage error.
+"""
 
 
 def register(subparsers: Any) -> None:
@@ -28,16 +38,17 @@ def register(subparsers: Any) -> None:
             "Run every check safepredict has on CHECKPOINT and IMAGES (files or folders): the training contract "
             "against your inference config, the checkpoint against its architecture, the environment against a "
             "lock, and probes on the images (channel order, normalisation, test size, score threshold, inputs "
-            "against the reference profile, training progress). Prints the findings worst first. "
-            "Exit code: 0 nothing worse than information, 1 a warning or error finding, 2 usage error."
+            "against the reference profile, training progress). Prints the findings worst first."
         ),
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     d.add_argument("checkpoint", type=Path, help="the trained checkpoint")
     d.add_argument("images", nargs="+", type=Path, help="image files or folders of images")
     add_common_options(d)
     d.add_argument("--lock", type=Path, default=None, help="environment lock to check against (safepredict lock)")
     d.add_argument("--report", type=Path, default=None, help="write a self-contained HTML report here")
-    d.add_argument("--json", action="store_true", help="print the findings as JSON on stdout")
+    add_json_option(d, "the findings")
     d.add_argument(
         "--max-images", type=int, default=8, help="look at this many images, spread over the inputs (default 8)"
     )
@@ -71,8 +82,7 @@ def _diagnose(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(f"wrote {path}", file=sys.stderr)
     if args.json:
-        json.dump(result.to_json(), sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        print_json(result.to_json())
     elif not args.quiet:
         print(result.describe())
     return result.exit_code

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import sys
 from collections.abc import Callable
 from typing import Any
+
+from safepredict._output import add_json_option, print_json
 
 __all__ = ["CHECK_EXTENSIONS", "CHECK_EXTENSION_MODULES", "register"]
 
@@ -19,7 +20,8 @@ DEFAULT_LOCK = "safepredict.lock"
 
 # Hooks that add to `safepredict check` (golden replay plugs in here): each is a pair
 # (add_arguments(parser), run(args, report) -> exit code or None). The check's exit code is the
-# highest of the environment check's and theirs.
+# highest of the environment check's and theirs. Under --json an extension puts its report in
+# ``args.json_sections[name]`` instead of printing it: stdout stays one JSON document.
 CHECK_EXTENSIONS: list[
     tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace, Any], int | None]]
 ] = []
@@ -78,6 +80,7 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--package", action="append", default=[], metavar="NAME", help="also pin this distribution (repeatable)"
     )
+    add_json_option(p, "what was written")
     p.set_defaults(func=_lock)
 
     c = subparsers.add_parser(
@@ -96,7 +99,7 @@ def register(subparsers: Any) -> None:
     c.add_argument("--lock", default=None, help="the same as LOCK")
     c.add_argument("--weights", help="weights file in use (default: the path the lock names)")
     c.add_argument("--config", help="training config in use (default: the path the lock names)")
-    c.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_json_option(c)
     c.add_argument("--deep", action="store_true", help="import torch to verify what files cannot tell (cuDNN)")
     c.add_argument("--strict", action="store_true", help="count unverified entries as mismatches")
     c.add_argument(
@@ -129,6 +132,7 @@ def register(subparsers: Any) -> None:
     e.add_argument("--format", choices=("environment", "explicit", "conda-lock"), default="environment")
     e.add_argument("--name", default="safepredict", help="environment name in environment.yml")
     e.add_argument("-o", "--out", required=True, help="file to write")
+    add_json_option(e, "what was written")
     e.set_defaults(func=_export)
 
 
@@ -137,7 +141,17 @@ def _lock(args: argparse.Namespace) -> int:
 
     lock = write_lock(args.out, weights=args.weights, config=args.config, extra_packages=args.package)
     env = lock.environment
-    print(f"wrote {args.out}: {len(env.packages)} packages, {len(env.facts)} facts, {len(env.files)} files")
+    if args.json:
+        print_json(
+            {
+                "wrote": str(args.out),
+                "packages": len(env.packages),
+                "facts": len(env.facts),
+                "files": [{"role": f.role, "path": f.path, "sha256": f.sha256} for f in env.files],
+            }
+        )
+    else:
+        print(f"wrote {args.out}: {len(env.packages)} packages, {len(env.facts)} facts, {len(env.files)} files")
     return 0
 
 
@@ -177,15 +191,13 @@ def _check(args: argparse.Namespace) -> int:
             )
         report = check_external(args.lock, platform=args.platform, environment=args.environment, deep=args.deep)
     code = 0 if report.ok and not (args.strict and report.unverified) else 1
-    if args.json:
-        data = report.to_dict()
-        data["format"] = fmt
-        json.dump(data, sys.stdout, indent=2, default=str)
-        sys.stdout.write("\n")
-    else:
+    if not args.json:
         print(report.describe(), file=sys.stdout if report.ok else sys.stderr)
+    args.json_sections = {}
     for _add, run in CHECK_EXTENSIONS:
         code = max(code, int(run(args, report) or 0))
+    if args.json:
+        print_json({**report.to_dict(), "format": fmt, **args.json_sections, "exit_code": code})
     return code
 
 
@@ -196,5 +208,8 @@ def _export(args: argparse.Namespace) -> int:
 
     lock = read_lock(args.lock) if args.lock else new_lock(capture_environment())
     path = export(lock, args.format, args.out, name=args.name)
-    print(f"wrote {path} ({args.format})")
+    if args.json:
+        print_json({"wrote": str(path), "format": args.format})
+    else:
+        print(f"wrote {path} ({args.format})")
     return 0

@@ -11,11 +11,23 @@
 
 from __future__ import annotations
 
-from safepredict.findings import Finding
-from safepredict.monitor.config import MonitorConfig
-from safepredict.monitor.hints import threshold_advice, undertraining_hint
-from safepredict.monitor.monitor import Monitor
-from safepredict.monitor.profile import PROFILE_FILENAME, ProfileBuilder, ReferenceProfile, StatSummary
+from typing import TYPE_CHECKING
+
+from safepredict._lazy import lazy_attributes
+
+# name -> module that defines it, imported on first use: `safepredict check` reaches
+# safepredict.monitor.commands (for --replay) without paying for numpy and the monitor.
+_LAZY = {
+    "PROFILE_FILENAME": "safepredict.monitor.profile",
+    "Finding": "safepredict.findings",
+    "Monitor": "safepredict.monitor.monitor",
+    "MonitorConfig": "safepredict.monitor.config",
+    "ProfileBuilder": "safepredict.monitor.profile",
+    "ReferenceProfile": "safepredict.monitor.profile",
+    "StatSummary": "safepredict.monitor.profile",
+    "threshold_advice": "safepredict.monitor.hints",
+    "undertraining_hint": "safepredict.monitor.hints",
+}
 
 __all__ = [
     "PROFILE_FILENAME",
@@ -28,3 +40,16 @@ __all__ = [
     "threshold_advice",
     "undertraining_hint",
 ]
+
+if TYPE_CHECKING:
+    from safepredict.findings import Finding
+    from safepredict.monitor.config import MonitorConfig
+    from safepredict.monitor.hints import threshold_advice, undertraining_hint
+    from safepredict.monitor.monitor import Monitor
+    from safepredict.monitor.profile import PROFILE_FILENAME, ProfileBuilder, ReferenceProfile, StatSummary
+
+__getattr__ = lazy_attributes(__name__, _LAZY)
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
