@@ -3,6 +3,7 @@
 For each framework, in one run, each side a fresh Python process timed from start to exit:
   * the naive loop: ``cv2.imread`` + ``DefaultPredictor`` (Detectron2) / ``init_detector`` +
     ``inference_detector`` (MMDetection) over every file, torch at its default thread count;
+  * for MMDetection also its high-level ``DetInferencer`` given the folder (batch size 1, its default);
   * ``safepredict predict CHECKPOINT FOLDER --out results.json`` (worker processes by default),
     and the same command with ``--workers 0`` (this process only, decoding overlapped).
 Outputs are compared: the number of detections above the threshold must be equal.
@@ -57,6 +58,20 @@ for path in sorted(Path(sys.argv[3]).glob("*.png")):
 print(json.dumps({"detections": n}))
 """
 
+LOOP_DETINFERENCER = """
+import sys, json
+import torch
+from mmdet.apis import DetInferencer
+from safepredict.frameworks.checkpoint import safe_globals
+# As above: mmengine's loader needs mmengine's globals allowed under torch >= 2.6.
+with torch.serialization.safe_globals(safe_globals()):
+    inferencer = DetInferencer(model=sys.argv[1], weights=sys.argv[2], device="cpu", show_progress=False)
+threshold = inferencer.model.test_cfg.rcnn.score_thr
+out = inferencer(sys.argv[3], return_datasamples=True, no_save_vis=True)
+n = sum(int((s.pred_instances.scores > threshold).sum()) for s in out["predictions"])
+print(json.dumps({"detections": n}))
+"""
+
 
 def _run(argv: list[str]) -> tuple[float, str]:
     start = time.perf_counter()
@@ -93,11 +108,15 @@ def bench(framework: str, images: int, repeats: int, root: Path) -> list[tuple[s
     fx = get_fixture(framework)
     folder = _folder(images, root / framework)
     rows: dict[str, list[tuple[float, int]]] = {}
-    loop = LOOP_D2 if framework == "detectron2" else LOOP_MMDET
-    label = "cv2.imread + DefaultPredictor loop" if framework == "detectron2" else "inference_detector loop"
+    loops = (
+        {"cv2.imread + DefaultPredictor loop": LOOP_D2}
+        if framework == "detectron2"
+        else {"inference_detector loop": LOOP_MMDET, "DetInferencer(folder)": LOOP_DETINFERENCER}
+    )
     for _ in range(repeats):
-        wall, out = _run([sys.executable, "-c", loop, str(fx.config), str(fx.checkpoint), str(folder)])
-        rows.setdefault(label, []).append((wall, json.loads(out.strip().splitlines()[-1])["detections"]))
+        for label, loop in loops.items():
+            wall, out = _run([sys.executable, "-c", loop, str(fx.config), str(fx.checkpoint), str(folder)])
+            rows.setdefault(label, []).append((wall, json.loads(out.strip().splitlines()[-1])["detections"]))
         for name, workers in (
             ("safepredict predict (default workers)", None),
             ("safepredict predict --workers 0", "0"),

@@ -121,6 +121,22 @@ def _sha256(path: Path, memo: Path) -> str:
     return value
 
 
+def _has_profiles(folder: Path) -> bool:
+    try:
+        return any(folder.glob(f"*-r{RECIPE}.json"))
+    except OSError:
+        return False
+
+
+def _cache_key(predictor: Any, folder: Path) -> str | None:
+    """:func:`_key`, or None (logged) for an unreadable checkpoint or cache folder: no reference, no failure."""
+    try:
+        return _key(predictor, folder)
+    except Exception as exc:  # noqa: BLE001
+        logger.debug("no automatic reference: %s", exc)
+        return None
+
+
 def _key(predictor: Any, folder: Path) -> str:
     memo = folder / "sha256-memo.json"
     parts = [_sha256(Path(predictor.artifact.checkpoint), memo)[:32]]
@@ -272,24 +288,26 @@ def automatic_reference(
     """The automatic reference of ``predictor``'s checkpoint: cached, built now, or None (see the module docstring)."""
     if not enabled():
         return None
-    try:
-        folder = references_dir()
-        key = _key(predictor, folder)
-    except Exception as exc:  # noqa: BLE001 - an unreadable checkpoint or cache folder: no reference, no failure
-        logger.debug("no automatic reference: %s", exc)
-        return None
-    path = folder / f"{key}.json"
-    cached = _load(path, predictor)
-    if cached is not None:
-        return cached
+    folder = references_dir()
+    # The key hashes the checkpoint (once per file: memoised by path, size and mtime). With no
+    # cached profile of this recipe at all, nothing can hit, so the hash waits until there is a
+    # validation set to build from.
+    key = _cache_key(predictor, folder) if _has_profiles(folder) else None
+    if key is not None:
+        cached = _load(folder / f"{key}.json", predictor)
+        if cached is not None:
+            return cached
     found = find_validation_set(predictor)
-    if found is None or not found.images:
+    if found is not None and found.images and key is None:
+        key = _cache_key(predictor, folder)
+    if key is None or found is None or not found.images:
         logger.info(
             "monitor: no reference profile and no validation images named by the training config found on this "
             "machine; the stream's own first images will be its baseline (train with the safepredict hook, or run "
             "`safepredict profile`, for a reference)"
         )
         return None
+    path = folder / f"{key}.json"
     try:
         with _locked(folder / f"{key}.lock"):
             cached = _load(path, predictor)  # another process may have built it meanwhile

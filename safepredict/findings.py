@@ -36,7 +36,7 @@ MONITOR_CODE = re.compile(r"monitor\.[a-z_]+")
 DIAGNOSE_CODES: dict[str, str] = {
     "checkpoint.architecture": "the checkpoint's weights do not fit the model the training config builds",
     "contract.architecture": "your inference config builds another model than the checkpoint was trained as",
-    "probe.channel_order": "the model is more confident on the images with red and blue swapped",
+    "probe.channel_order": "red and blue look swapped: the model's confidence or its labels say so",
     "contract.preprocessing": "your inference config preprocesses images differently from training",
     "contract.postprocessing": "your inference config post-processes differently from training evaluation",
     "contract.no_training_config": "no training config was found; your config was taken as the training config",

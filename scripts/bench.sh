@@ -10,5 +10,7 @@ bash scripts/setup-frameworks.sh
 PY="$VENV/bin/python"
 "$PY" benchmarks/bench_predictor.py --out docs/benchmarks-predictor.md
 "$PY" benchmarks/bench_lock.py --write docs/benchmarks-lock.md
-"$PY" benchmarks/bench_monitor.py
+{ printf '# Monitor cost per image\n\n`python benchmarks/bench_monitor.py`\n\n'; "$PY" benchmarks/bench_monitor.py; } | tee docs/benchmarks-monitor.md
+"$PY" benchmarks/bench_diagnose.py --out docs/benchmarks-diagnose.md
+"$PY" benchmarks/bench_batching.py --out docs/benchmarks-batching.md
 "$PY" benchmarks/bench_folder.py --images 200 --out docs/benchmarks-folder.md

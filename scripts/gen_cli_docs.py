@@ -35,6 +35,16 @@ Every command of `safepredict`, with its options and examples, as `safepredict C
 prints it. Options common to every command (`-v`, `-q`) come before the command:
 `safepredict -v check`.
 
+## Conventions
+
+- `--json` on every command: the report (or what was written) as one JSON document on stdout;
+  progress and "wrote ..." lines go to stderr, so `safepredict COMMAND --json > out.json` always
+  yields valid JSON. `check --replay --json` puts the golden replay under `"replay"`.
+- `-o` is the short form of `--out` wherever a command writes a file.
+- `check` takes the lock as a positional argument (`safepredict check model/safepredict.lock`)
+  or as `--lock`; a `conda-lock.yml`, `pixi.lock` or `@EXPLICIT` file works in its place.
+- Every command's `--help` ends with examples.
+
 ## Exit codes
 
 The same for every command (`safepredict.cli`): a script can tell "the answer is no" from "the

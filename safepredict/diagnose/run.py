@@ -261,7 +261,7 @@ def diagnose(
 
     probe_results: list[ProbeResult] = []
     with timer("channel order"):
-        probe_results.append(channel_order_probe(predictor, loaded, base))
+        probe_results.append(channel_order_probe(predictor, loaded, base, reference=ref))
     with timer("normalisation"):
         probe_results.append(_guard("normalisation", lambda: normalisation_probe(pipelines, loaded, base, contract)))
     with timer("resize"):
