@@ -23,6 +23,7 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
+from _page import publish
 
 SHAPE = (128, 96)  # width, height: the fixtures' images are about this size
 
@@ -123,10 +124,7 @@ def main() -> None:
         for size in args.sizes:
             one, many, worst, other = measure(run, items, size)
             lines.append(f"| {name} | {size} | {one:.1f} | {many:.1f} | {one / many:.2f}x | {worst:.1e} | {other} |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        args.out.write_text(text)
+    publish(lines, args.out)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _page import publish
+
 FRAMEWORK_MODULES = {"detectron2": "detectron2.modeling", "mmdet": "mmdet.apis"}
 
 
@@ -78,10 +80,7 @@ def main() -> None:
         steady = tuple(statistics.median(r[i] for r in rest) for i in range(3))
         for label, (whole, inside, runs) in (("first", first), ("after", steady)):
             lines.append(f"| {framework} | {label} | {whole:.2f} | {inside:.2f} | {int(runs)} | {whole / inside:.2f} |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        args.out.write_text(text)
+    publish(lines, args.out)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _page import publish
+
 LOOP_D2 = """
 import sys, json, cv2
 from pathlib import Path
@@ -149,10 +151,7 @@ def main() -> None:
             for name, wall, detections in rows:
                 rate = args.images / wall
                 lines.append(f"| {framework} | {name} | {wall:.1f} | {rate:.2f} | {base / wall:.2f}x | {detections} |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        args.out.write_text(text)
+    publish(lines, args.out)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from typing import Any
 
 import attrs
 import cv2
+from _page import publish
 
 
 @attrs.frozen
@@ -283,9 +284,7 @@ def main() -> None:
             rows = bench_mmdet_r50(args.large_images, args.repeats, Path(tmp))
             text += table("MMDetection Faster R-CNN R-50 FPN, 1333 x 800 (zoo config, random weights)", rows)
             text += FLOOR_NOTE
-    print(text)
-    if args.out:
-        args.out.write_text(text)
+    publish([text.rstrip("\n")], args.out)
 
 
 if __name__ == "__main__":
