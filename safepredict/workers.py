@@ -18,6 +18,7 @@ compete for the same device.
 from __future__ import annotations
 
 import os
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -27,6 +28,9 @@ import numpy as np
 
 from safepredict.detections import Detections
 from safepredict.errors import InputError
+
+# Chunks submitted ahead per worker process: enough that no worker waits for the next one.
+IN_FLIGHT = 2
 
 __all__ = ["WorkerPlan", "default_plan", "run_in_workers"]
 
@@ -168,10 +172,17 @@ def run_in_workers(
         context = multiprocessing.get_context("spawn")
         pool_args = (_start_worker, (kwargs, plan.threads))
     with context.Pool(plan.workers, initializer=pool_args[0], initargs=pool_args[1]) as pool:
-        tasks = ((chunk, want_image) for chunk in chunks(items, chunk_size))
+        # At most IN_FLIGHT chunks per worker submitted ahead of the caller: a stream (a camera, a
+        # generator of decoded frames) is read as fast as it is predicted, not into memory as
+        # ``Pool.imap``, whose feeder thread drains its input, would.
+        pending: deque[Any] = deque()
         try:
-            for results in pool.imap(_worker_chunk, tasks):
-                yield from results
+            for chunk in chunks(items, chunk_size):
+                pending.append(pool.apply_async(_worker_chunk, ((chunk, want_image),)))
+                if len(pending) >= IN_FLIGHT * plan.workers:
+                    yield from pending.popleft().get()
+            while pending:
+                yield from pending.popleft().get()
         finally:
             if fork:
                 _WORKER = None

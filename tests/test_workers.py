@@ -55,6 +55,31 @@ def test_arrays_in_either_colour_order(d2_fixture):
         _same(bgr_det, rgb_det)
 
 
+def test_a_stream_is_read_as_it_is_predicted_not_drained(d2_fixture):
+    """An endless generator (a camera) with worker processes: only a bounded window is read ahead."""
+    import itertools
+
+    from safepredict.workers import IN_FLIGHT
+
+    paths = d2_fixture.dataset.val_images[:4]
+    pulled = []
+
+    def camera():
+        for path in itertools.cycle(paths):
+            pulled.append(path)
+            yield path
+
+    p = SafePredictor.from_checkpoint(d2_fixture.checkpoint, monitor=False)
+    expected = [p.predict(path) for path in paths]
+    stream = p.predict_many(camera(), workers=2, threads=1, chunk_size=2)
+    got = list(itertools.islice(stream, 6))
+    for i, ours in enumerate(got):
+        _same(ours, expected[i % len(paths)])
+    # 6 results taken: at most the window of IN_FLIGHT chunks per worker (and the chunk being cut) beyond.
+    assert len(pulled) <= 6 + (IN_FLIGHT * 2 + 1) * 2, len(pulled)
+    stream.close()
+
+
 def test_a_bad_input_in_a_worker_raises_the_typed_error(d2_fixture, tmp_path):
     from safepredict.errors import InputError
 

@@ -102,6 +102,12 @@ OPENMMLAB_SCOPES = frozenset(
     }
 )
 _CONSTRUCTORS: dict[str, Callable[..., Any]] = {"dict": dict, "list": list, "tuple": tuple, "set": set}
+# Built-in functions a config may call: pure, on plain data, their results materialised as lists
+# (Python's range/enumerate/zip objects are lazy; a config iterates them or stores them, and only
+# the first is plain data) and counted against the limits like every other value.
+_FUNCTIONS = frozenset({"range", "enumerate", "zip", "len"})
+# Dict methods a config may call (mmdet's zoo edits base models with them): see _Evaluator.method.
+_METHODS = frozenset({"pop", "get", "update"})
 
 
 # --------------------------------------------------------------------------- errors
@@ -161,6 +167,17 @@ def _hook(value: Any) -> Any:
 def _cfgdict(value: Mapping[Any, Any]) -> _CfgDict:
     """``ConfigDict(value)``: a new ``_CfgDict`` whose values are hooked (nested ones kept)."""
     return _CfgDict({k: _hook(v) for k, v in value.items()})
+
+
+def _update(owner: _CfgDict, other: Mapping[Any, Any]) -> None:
+    """``ConfigDict.update``: a dict value merges into a dict value already there; the rest is set."""
+    for key, value in other.items():
+        if key not in owner or not isinstance(owner[key], dict) or not isinstance(value, dict):
+            owner[key] = _hook(value)
+        elif isinstance(owner[key], _CfgDict):
+            _update(owner[key], value)
+        else:
+            owner[key].update(value)
 
 
 def _setitem(container: Any, key: Any, value: Any) -> None:
@@ -269,10 +286,7 @@ _NAMES: dict[type[ast.AST], str] = {
     ast.AsyncFunctionDef: "a function definition",
     ast.ClassDef: "a class definition",
     ast.Lambda: "a lambda",
-    ast.ListComp: "a comprehension",
-    ast.SetComp: "a comprehension",
-    ast.DictComp: "a comprehension",
-    ast.GeneratorExp: "a generator expression",
+    ast.GeneratorExp: "a generator expression outside a call of dict(), list(), tuple() or set()",
     ast.If: "an if statement",
     ast.IfExp: "a conditional expression",
     ast.For: "a for loop",
@@ -466,6 +480,8 @@ class _Evaluator:
             return self.display(node)
         if isinstance(node, ast.Call):
             return self.call(node)
+        if isinstance(node, ast.ListComp | ast.SetComp | ast.DictComp):
+            return self.comprehension(node)
         if isinstance(node, ast.UnaryOp):
             unary = _UNARY.get(type(node.op))
             if unary is None:  # pragma: no cover - every unary operator is listed
@@ -528,14 +544,144 @@ class _Evaluator:
                 out[k] = self.eval(value)
         return self.charge(out)
 
+    def comprehension(self, node: ast.ListComp | ast.SetComp | ast.DictComp | ast.GeneratorExp) -> Any:
+        """A list, set or dict comprehension (or a generator expression, as a list), as Python 3 runs it.
+
+        The loop names live in a scope of their own, which sees the config's names and is gone
+        afterwards (they do not leak into the config); the first iterable is evaluated outside
+        it. Every element produced is counted against the limits, so nested loops cannot build
+        more than a config may.
+        """
+        out: Any = {} if isinstance(node, ast.DictComp) else set() if isinstance(node, ast.SetComp) else []
+        outer = self.ns
+        self.ns = dict(outer)  # the comprehension's scope
+        try:
+            self.generate(node, 0, out)
+        finally:
+            self.ns = outer
+        return self.charge(out)
+
+    def generate(self, node: ast.ListComp | ast.SetComp | ast.DictComp | ast.GeneratorExp, i: int, out: Any) -> None:
+        loop = node.generators[i]
+        if loop.is_async:
+            self.refuse(loop.iter, "an async comprehension")
+        iterable = self.eval(loop.iter)
+        if not isinstance(iterable, _ITERABLE):
+            self.fail(f"'{type(iterable).__name__}' object is not iterable", loop.iter)
+        for item in list(iterable):
+            self.bind(loop.target, item)
+            if not all(self.eval(condition) for condition in loop.ifs):
+                continue
+            if i + 1 < len(node.generators):
+                self.generate(node, i + 1, out)
+            elif isinstance(node, ast.DictComp):
+                key = self.index(node.key)
+                out[key] = self.eval(node.value)
+            elif isinstance(node, ast.SetComp):
+                out.add(self.index(node.elt))
+            else:
+                out.append(self.eval(node.elt))
+            self.charge(None)  # one element's work, whatever it is
+            if len(out) > MAX_ITEMS:
+                self.charge(out)
+
+    def bind(self, target: ast.expr, value: Any) -> None:
+        """A comprehension's loop target: a name, or a tuple/list of them (``for i, (a, b) in ...``)."""
+        if isinstance(target, ast.Name):
+            self.ns[target.id] = value
+        elif isinstance(target, ast.Tuple | ast.List) and not any(isinstance(e, ast.Starred) for e in target.elts):
+            if not isinstance(value, list | tuple | str | dict | set):
+                self.fail(f"cannot unpack a {type(value).__name__}", target)
+            items = list(value)
+            if len(items) != len(target.elts):
+                self.fail(f"cannot unpack {len(items)} values into {len(target.elts)} names", target)
+            for element, item in zip(target.elts, items, strict=True):
+                self.bind(element, item)
+        else:
+            self.refuse(target, f"a comprehension that assigns to {type(target).__name__}")
+
+    def function(self, node: ast.Call, name: str) -> Any:
+        """One of :data:`_FUNCTIONS`, on plain data; its result a list (or an int for ``len``)."""
+        if node.keywords:
+            self.fail(f"{name}() takes no keyword arguments here", node)
+        args: list[Any] = []
+        for arg in node.args:
+            if isinstance(arg, ast.Starred):
+                self.refuse(arg, f"a starred argument to {name}()")
+            args.append(self.eval(arg))
+        if name == "range":
+            if not 1 <= len(args) <= 3 or not all(isinstance(a, int) and not isinstance(a, bool) for a in args):
+                self.fail("range() takes one to three integers", node)
+            numbers = range(*args)
+            if len(numbers) > MAX_ITEMS:
+                self.fail(f"a range of {len(numbers)} elements exceeds safepredict's limit of {MAX_ITEMS}", node)
+            return self.charge(list(numbers))
+        for value in args:
+            if not isinstance(value, _ITERABLE):
+                self.fail(f"'{type(value).__name__}' object is not iterable", node)
+        if name == "len":
+            if len(args) != 1:
+                self.fail(f"len() takes exactly one argument ({len(args)} given)", node)
+            return self.charge(len(args[0]))
+        if name == "enumerate":
+            if len(args) != 1:
+                self.fail("enumerate() takes one iterable here (no start)", node)
+            return self.charge(list(enumerate(args[0])))
+        return self.charge([tuple(t) for t in zip(*args, strict=False)])
+
+    def method(self, node: ast.Call, func: ast.Attribute) -> Any:
+        """``d.pop(key[, default])``, ``d.get(key[, default])`` or ``d.update(mapping, **kw)`` on a dict.
+
+        As the file's own objects do it: a dict the file built is a plain ``dict``; one from
+        ``_base_`` is mmengine's ``ConfigDict``, whose ``pop`` defaults to None and whose
+        ``update`` merges nested dicts into nested dicts instead of replacing them.
+        """
+        owner = self.eval(func.value)
+        if not isinstance(owner, dict):
+            self.refuse(node, f"a call of {_describe(func)} on a {type(owner).__name__}")
+        if any(isinstance(a, ast.Starred) for a in node.args):
+            self.refuse(node, f"a starred argument to .{func.attr}()")
+        args = [self.eval(a) for a in node.args]
+        keywords: dict[str, Any] = {}
+        for keyword in node.keywords:
+            if keyword.arg is None or func.attr != "update":
+                self.fail(f".{func.attr}() takes no keyword arguments here", node)
+            keywords[keyword.arg] = self.eval(keyword.value)
+        if func.attr == "update":
+            if len(args) > 1 or (args and not isinstance(args[0], dict)):
+                self.fail(".update() takes one mapping", node)
+            other = {**(args[0] if args else {}), **keywords}
+            if not isinstance(owner, _CfgDict):
+                owner.update(other)
+                return self.charge(None)
+            _update(owner, other)
+            return self.charge(None)
+        if not 1 <= len(args) <= 2:
+            self.fail(f".{func.attr}() takes a key and an optional default", node)
+        key = args[0]
+        if isinstance(key, list | dict | set):
+            self.fail(f"unhashable type: '{type(key).__name__}'", node)
+        if func.attr == "get":
+            return owner.get(key, args[1] if len(args) == 2 else None)
+        if isinstance(owner, _CfgDict):  # ConfigDict.pop(key, default=None)
+            return owner.pop(key, args[1] if len(args) == 2 else None)
+        return owner.pop(*args)  # dict.pop: KeyError (a ConfigError here) without a default
+
     def call(self, node: ast.Call) -> Any:
         func = node.func
+        if isinstance(func, ast.Name) and func.id in _FUNCTIONS and func.id not in self.ns:
+            return self.function(node, func.id)
+        if isinstance(func, ast.Attribute) and func.attr in _METHODS:
+            return self.method(node, func)
         if not isinstance(func, ast.Name) or func.id not in _CONSTRUCTORS or func.id in self.ns:
             self.refuse(node, f"a call of {_describe(func)}")
         positional: list[Any] = []
         for arg in node.args:
             if isinstance(arg, ast.Starred):
                 self.refuse(arg, f"a starred argument to {func.id}()")
+            if isinstance(arg, ast.GeneratorExp):  # tuple(x for x in ...): the generator, consumed
+                positional.append(self.comprehension(arg))
+                continue
             positional.append(self.eval(arg))
         if len(positional) > 1:
             self.fail(f"{func.id} expected at most 1 argument, got {len(positional)}", node)
