@@ -23,19 +23,19 @@ It is logged once at INFO with its one-off cost. ``SafePredictor(auto_reference=
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import importlib
 import json
 import logging
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import attrs
 import numpy as np
+from filelock import FileLock
 
 from safepredict.monitor.profile import ProfileBuilder, ReferenceProfile
 
@@ -145,18 +145,6 @@ def _key(predictor: Any, folder: Path) -> str:
     if config is not None and config.resolve() != Path(predictor.artifact.checkpoint).resolve():
         parts.append(_sha256(config, memo)[:16])  # Detectron2: config.yaml beside the weights
     return "-".join(parts) + f"-r{RECIPE}"
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """One builder per key across processes (pytest workers, several services starting at once)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 # --------------------------------------------------------------------------- finding and building
@@ -309,7 +297,9 @@ def automatic_reference(
         return None
     path = folder / f"{key}.json"
     try:
-        with _locked(folder / f"{key}.lock"):
+        folder.mkdir(parents=True, exist_ok=True)
+        # One builder per key across processes (pytest workers, several services starting at once).
+        with FileLock(folder / f"{key}.lock"):
             cached = _load(path, predictor)  # another process may have built it meanwhile
             if cached is not None:
                 return cached

@@ -14,7 +14,6 @@ Run ``python -m safepredict.demo.fixtures detectron2 mmdet`` to build both ahead
 from __future__ import annotations
 
 import argparse
-import fcntl
 import hashlib
 import json
 import os
@@ -22,13 +21,12 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 import attrs
+from filelock import FileLock
 
 from safepredict.demo.data import DatasetSpec, SyntheticDataset, generate
 from safepredict.demo.seeding import train_threads
@@ -121,17 +119,6 @@ def fixture_dir(framework: str, spec: DatasetSpec = DatasetSpec()) -> Path:
     return fixtures_root() / f"{framework}-{_key(payload)}"
 
 
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def _load(framework: str, out: Path, dataset: SyntheticDataset) -> Fixture:
     info = json.loads((out / "fixture.json").read_text())
     return Fixture(
@@ -142,6 +129,12 @@ def _load(framework: str, out: Path, dataset: SyntheticDataset) -> Fixture:
         dataset=dataset,
         metrics=info["metrics"],
     )
+
+
+def _locked(path: Path) -> FileLock:
+    """One builder per cache entry across processes (pytest's, a second session's)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(path)
 
 
 def get_dataset(spec: DatasetSpec = DatasetSpec()) -> SyntheticDataset:
