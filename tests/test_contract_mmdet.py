@@ -201,9 +201,9 @@ def test_random_flip_left_in_the_test_pipeline_is_a_trap(train_config: Path, tmp
 
 
 def test_retinanet_reads_the_single_stage_test_cfg() -> None:
-    # Its _base_ retinanet_tta.py builds the TTA pipeline with a list comprehension: code, so the
-    # zoo file (the framework's own) is read trusted.
-    contract = read_contract(mmdet_config("retinanet/retinanet_r50_fpn_1x_coco.py"), trust=True)
+    # Its _base_ retinanet_tta.py builds the TTA pipeline with a list comprehension, which the safe
+    # reader reads as Python does: no trust needed.
+    contract = read_contract(mmdet_config("retinanet/retinanet_r50_fpn_1x_coco.py"))
     assert contract.keys["score_threshold"] == "model.test_cfg.score_thr"
     assert (contract.score_threshold, contract.nms_iou, contract.max_detections) == (0.05, 0.5, 100)
     assert contract.keys["num_classes"] == "model.bbox_head.num_classes"
