@@ -191,3 +191,33 @@ def test_overrides_land_in_the_shape_mmdet_keeps_them(mmdet_fixture):
     assert tuple(p.cfg.test_dataloader.dataset.pipeline[1].scale) == (176, 100)
     assert p.cfg.model.data_preprocessor.bgr_to_rgb is False
     assert p.predict(mmdet_fixture.dataset.val_images[0]).image_size is not None
+
+
+@pytest.mark.parametrize("cap", [20, 200])
+def test_capped_candidate_pairs_keep_the_finals_and_a_prefix_of_the_candidates(mmdet_fixture, cap, monkeypatch):
+    """The two-stage head sends at most ``cap`` pairs into NMS below its threshold (the floor rises per image).
+
+    Against the same predictor with no cap: the detections above the threshold are identical, and
+    the candidates are the uncapped ones' best, a prefix by score. With a small cap some image must
+    lose candidates (the cap engaged).
+    """
+    from safepredict.frameworks.mmdet import adapter
+
+    images = mmdet_fixture.dataset.val_images[:8]
+    monkeypatch.setattr(adapter, "CANDIDATE_PAIRS", 10**9)
+    uncapped = SafePredictor.from_checkpoint(mmdet_fixture.checkpoint, monitor=False)
+    monkeypatch.setattr(adapter, "CANDIDATE_PAIRS", cap)
+    capped = SafePredictor.from_checkpoint(mmdet_fixture.checkpoint, monitor=False)
+    fewer = 0
+    for path in images:
+        mine, theirs = capped.predict_candidates(path)[1], uncapped.predict_candidates(path)[1]
+        assert len(mine) <= len(theirs) and len(mine) > 0
+        np.testing.assert_array_equal(mine.boxes, theirs.boxes[: len(mine)])
+        np.testing.assert_array_equal(mine.scores, theirs.scores[: len(mine)])
+        np.testing.assert_array_equal(mine.labels, theirs.labels[: len(mine)])
+        final_mine, final_theirs = capped.predict(path), uncapped.predict(path)
+        np.testing.assert_array_equal(final_mine.boxes, final_theirs.boxes)
+        np.testing.assert_array_equal(final_mine.scores, final_theirs.scores)
+        fewer += len(mine) < len(theirs)
+    if cap == 20:
+        assert fewer > 0

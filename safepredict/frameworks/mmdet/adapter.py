@@ -12,7 +12,7 @@ import copy
 import inspect
 import threading
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -146,6 +146,64 @@ def _mask_head_on_final_only(model: Any, is_final: Any) -> threading.local | Non
     return store
 
 
+# The most (proposal, class) pairs a two-stage head sends into NMS when its threshold is lowered
+# to the candidate floor: 10 x the usual max_per_img of 100. An untrained 80-class head scores all
+# 80 000 pairs of 1000 proposals at 1/81, above the floor; mmcv's batched_nms runs class by class
+# above 10 000 boxes (docs/benchmarks.md measured 7 % per image on an R-50 at 800 px).
+CANDIDATE_PAIRS = 1000
+_PREDICT_SIGNATURE = ["roi", "cls_score", "bbox_pred", "img_meta", "rescale", "rcnn_test_cfg"]
+
+
+def _cap_candidate_pairs(model: Any, threshold: float, cap: int | None = None) -> bool:
+    """Bound the pairs a two-stage bbox head sends into NMS below its threshold; True when installed.
+
+    Per image, the floor rises to the ``cap``-th highest class score (never above ``threshold``).
+    NMS over a set that holds every pair above some score is exact for its members (a pair is
+    suppressed only by higher-scoring pairs, all in the set), so the detections above the
+    threshold are the framework's own, bit for bit, and the candidates are the uncapped run's
+    best ones: a prefix of them by score. Wraps ``_predict_by_feat_single`` on the head instances
+    only (no module-level patch), where it has the standard signature.
+    """
+    cap = CANDIDATE_PAIRS if cap is None else cap
+    roi_head = getattr(model, "roi_head", None)
+    heads = getattr(roi_head, "bbox_head", None)
+    if heads is None:
+        return False
+    heads = list(heads) if isinstance(heads, Iterable) else [heads]
+    installed = False
+    for head in heads:
+        predict = getattr(head, "_predict_by_feat_single", None)
+        if predict is None or list(inspect.signature(predict).parameters) != _PREDICT_SIGNATURE:
+            continue
+        head._predict_by_feat_single = _capped(head, predict, threshold, cap)
+        installed = True
+    return installed
+
+
+def _capped(head: Any, predict: Any, threshold: float, cap: int) -> Any:
+    import torch
+    import torch.nn.functional as F
+
+    def wrapped(
+        roi: Any, cls_score: Any, bbox_pred: Any, img_meta: Any, rescale: bool = False, rcnn_test_cfg: Any = None
+    ) -> Any:
+        floor = None if rcnn_test_cfg is None else rcnn_test_cfg.get("score_thr")
+        if floor is None or cls_score is None or roi.shape[0] == 0 or floor >= threshold:
+            return predict(roi, cls_score, bbox_pred, img_meta, rescale, rcnn_test_cfg)
+        # The head's own activation, as _predict_by_feat_single computes it; the last column is background.
+        scores = head.loss_cls.get_activation(cls_score) if head.custom_cls_channels else F.softmax(cls_score, dim=-1)
+        foreground = scores[:, :-1].reshape(-1)
+        if foreground.numel() <= cap:
+            return predict(roi, cls_score, bbox_pred, img_meta, rescale, rcnn_test_cfg)
+        kth = float(torch.topk(foreground, cap, sorted=False).values.min())
+        raised = min(max(kth, float(floor)), threshold)  # multiclass_nms keeps scores > score_thr
+        cfg = copy.copy(rcnn_test_cfg)
+        cfg.score_thr = raised
+        return predict(roi, cls_score, bbox_pred, img_meta, rescale, cfg)
+
+    return wrapped
+
+
 def _instances_to_detections(pred: Any, class_names: Any, image_size: tuple[int, int]) -> Detections:
     # With rescale (test_step's default) masks are pasted at the original image size.
     masks = pred.masks if "masks" in pred else None
@@ -222,6 +280,7 @@ class MMDetAdapter(Adapter):
         self._torch = torch
         if self.keeps_candidates:
             self._below = _mask_head_on_final_only(self.model, self.is_final)
+            _cap_candidate_pairs(self.model, self.score_threshold)
 
     def read(self, path: Path) -> LoadedImage:
         data = self._load_file({"img_path": str(path), "img_id": 0})
