@@ -39,9 +39,10 @@ class Contender:
 def measure(contenders: list[Contender], images: list[Path], repeats: int) -> list[Row]:
     """Construction and per-image times of every contender, interleaved so drift hits them alike.
 
-    Construction: the first of each in the process (it pays one-time imports), then ``repeats``
-    rounds building each in turn. Per image: one warm-up image each, then ``repeats`` passes over
-    ``images`` where every image goes through every contender, in an order that rotates per image.
+    Construction: the first of each in the process (it pays one-time imports), then at least
+    CONSTRUCTION_ROUNDS rounds building each in turn, every other round in reverse order. Per
+    image: one warm-up image each, then ``repeats`` passes over ``images`` where every image goes
+    through every contender, in an order that rotates per image.
     """
     first: list[float] = []
     built: list[Any] = []
@@ -50,11 +51,13 @@ def measure(contenders: list[Contender], images: list[Path], repeats: int) -> li
         built.append(c.make())
         first.append(time.perf_counter() - start)
     again: list[list[float]] = [[] for _ in contenders]
-    for _ in range(repeats):
-        for i, c in enumerate(contenders):
+    for round_ in range(max(repeats, CONSTRUCTION_ROUNDS)):
+        # Every other round in reverse: who builds right after a model was freed changes the time.
+        order = range(len(contenders)) if round_ % 2 == 0 else reversed(range(len(contenders)))
+        for i in order:
             built[i] = None  # free the previous model first
             start = time.perf_counter()
-            built[i] = c.make()
+            built[i] = contenders[i].make()
             again[i].append(time.perf_counter() - start)
     for c, obj in zip(contenders, built, strict=True):
         c.predict(obj, str(images[0]))  # warm-up
@@ -76,6 +79,7 @@ def measure(contenders: list[Contender], images: list[Path], repeats: int) -> li
 
 
 Row = tuple[str, tuple[float, float], float]
+CONSTRUCTION_ROUNDS = 6  # median of at least this many constructions each (3 moved the ratio by 0.3)
 
 
 def _safe_predict(predictor: Any, path: str) -> Any:
