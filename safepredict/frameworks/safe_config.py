@@ -405,15 +405,19 @@ class _Evaluator:
         elif isinstance(target, ast.Tuple | ast.List):
             if any(isinstance(e, ast.Starred) for e in target.elts):
                 self.refuse(target, "a starred assignment")
-            if not isinstance(value, list | tuple | str | dict | set):
-                self.fail(f"cannot unpack a {type(value).__name__}", target)
-            items = list(value)
-            if len(items) != len(target.elts):
-                self.fail(f"cannot unpack {len(items)} values into {len(target.elts)} names", target)
-            for element, item in zip(target.elts, items, strict=True):
+            for element, item in self.unpack(target, value):
                 self.store(element, item)
         else:
             self.refuse(target, f"an assignment to {type(target).__name__}")
+
+    def unpack(self, target: ast.Tuple | ast.List, value: Any) -> list[tuple[ast.expr, Any]]:
+        """``a, b = value``: each target element with its item, as Python pairs them."""
+        if not isinstance(value, list | tuple | str | dict | set):
+            self.fail(f"cannot unpack a {type(value).__name__}", target)
+        items = list(value)
+        if len(items) != len(target.elts):
+            self.fail(f"cannot unpack {len(items)} values into {len(target.elts)} names", target)
+        return list(zip(target.elts, items, strict=True))
 
     def augassign(self, stmt: ast.AugAssign) -> None:
         target = stmt.target
@@ -590,12 +594,7 @@ class _Evaluator:
         if isinstance(target, ast.Name):
             self.ns[target.id] = value
         elif isinstance(target, ast.Tuple | ast.List) and not any(isinstance(e, ast.Starred) for e in target.elts):
-            if not isinstance(value, list | tuple | str | dict | set):
-                self.fail(f"cannot unpack a {type(value).__name__}", target)
-            items = list(value)
-            if len(items) != len(target.elts):
-                self.fail(f"cannot unpack {len(items)} values into {len(target.elts)} names", target)
-            for element, item in zip(target.elts, items, strict=True):
+            for element, item in self.unpack(target, value):
                 self.bind(element, item)
         else:
             self.refuse(target, f"a comprehension that assigns to {type(target).__name__}")
