@@ -10,10 +10,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any, TextIO
 
 import attrs
+
+from safepredict.findings import jsonable as plain_json
 
 __all__ = ["add_json_option", "jsonable", "message_stream", "print_json"]
 
@@ -31,19 +33,18 @@ def message_stream(args: argparse.Namespace) -> TextIO:
 
 
 def jsonable(value: Any) -> Any:
-    """``value`` with attrs instances as dicts, paths as strings, tuples as lists."""
+    """``value`` as JSON values: attrs instances as dicts of their fields, the rest as
+    :func:`safepredict.findings.jsonable` makes it (numpy scalars, tuples, sets; anything else as text)."""
     if attrs.has(type(value)):
         return {f.name: jsonable(getattr(value, f.name)) for f in attrs.fields(type(value))}
-    if isinstance(value, dict):
+    if isinstance(value, Mapping):
         return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
+    if isinstance(value, (list, tuple, set, frozenset)):
         return [jsonable(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    return value
+    return plain_json(value)
 
 
 def print_json(data: Any) -> None:
     """One JSON document on stdout."""
-    json.dump(jsonable(data), sys.stdout, indent=2, default=str)
+    json.dump(jsonable(data), sys.stdout, indent=2)
     sys.stdout.write("\n")
