@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from _no_skip import pytest_make_collect_report, pytest_runtest_makereport  # noqa: F401 - hooks, found by name
 
 from safepredict.demo.fixtures import Fixture, get_fixture
 
@@ -36,21 +37,3 @@ def _fresh_warning_limits() -> None:
     from safepredict._logging import reset_rate_limits
 
     reset_rate_limits()
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item, call):  # type: ignore[no-untyped-def]
-    """Under ``scripts/test.sh`` (SAFEPREDICT_NO_SKIP=1, CI) a skipped test is a failure.
-
-    The test command installs every framework and tool the tests use, so an ``importorskip``
-    that fires there means a missing install step, not an optional feature: it must not pass
-    as green. Expected failures (``xfail``) are left alone.
-    """
-    import os
-
-    outcome = yield
-    report = outcome.get_result()
-    if os.environ.get("SAFEPREDICT_NO_SKIP") == "1" and report.skipped and not hasattr(report, "wasxfail"):
-        report.outcome = "failed"
-        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
-        report.longrepr = f"skipped under SAFEPREDICT_NO_SKIP=1 (scripts/test.sh installs everything): {reason}"
