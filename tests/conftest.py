@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
 from _no_skip import pytest_make_collect_report, pytest_runtest_makereport  # noqa: F401 - hooks, found by name
 
@@ -16,6 +19,16 @@ def d2_fixture() -> Fixture:
 @pytest.fixture(scope="session")
 def mmdet_fixture() -> Fixture:
     return get_fixture("mmdet")
+
+
+@pytest.fixture(scope="module")
+def references(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A private cache for the automatic references of one test module, with the switch turned on."""
+    folder = tmp_path_factory.mktemp("references")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SAFEPREDICT_REFERENCES", str(folder))
+        mp.setenv("SAFEPREDICT_AUTO_REFERENCE", "1")
+        yield folder
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import warnings
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -26,16 +25,6 @@ from safepredict.monitor import Monitor
 pytestmark = pytest.mark.slow
 
 N = 50  # every fault must be named within this many images
-
-
-@pytest.fixture(scope="module")
-def references(tmp_path_factory) -> Path:
-    """A private cache for the automatic references of this module (and the switch turned on)."""
-    folder = tmp_path_factory.mktemp("references")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SAFEPREDICT_REFERENCES", str(folder))
-        mp.setenv("SAFEPREDICT_AUTO_REFERENCE", "1")
-        yield folder
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ pixels declared BGR are named.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -30,15 +29,6 @@ pytestmark = pytest.mark.slow
 DISTINCT = 200  # healthy images predicted; the stream of 1000 cycles what the monitor saw of them
 HEALTHY_BEFORE = 300  # healthy images before the stream turns bad
 BAD = 100  # bad images after them: the fault must be named within these
-
-
-@pytest.fixture(scope="module")
-def references(tmp_path_factory) -> Iterator[Path]:
-    folder = tmp_path_factory.mktemp("references")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SAFEPREDICT_REFERENCES", str(folder))
-        mp.setenv("SAFEPREDICT_AUTO_REFERENCE", "1")
-        yield folder
 
 
 @pytest.fixture(scope="module")
