@@ -33,8 +33,10 @@ stage "ruff"; "$PY" -m ruff check safepredict tests benchmarks scripts
 stage "mypy"; "$PY" -m mypy
 stage "conda recipe"; bash scripts/check-conda-recipe.sh
 # Built alone, the trainers are ~1.45x faster on 2 threads (0.69 vs 1.0 s/iteration measured idle);
-# under contention 2 threads collapse, which is why the trainers default to 1.
-stage "fixtures"
-SAFEPREDICT_TRAIN_THREADS="${SAFEPREDICT_TRAIN_THREADS:-2}" "$PY" -m safepredict.demo.fixtures
+# under contention 2 threads collapse, which is why the trainers default to 1 (safepredict demo).
+# The thread count is part of a fixture's cache key, so it is exported for pytest too: the tests
+# use the fixtures built here, and a demo trained on 1 thread stays a model of its own.
+export SAFEPREDICT_TRAIN_THREADS="${SAFEPREDICT_TRAIN_THREADS:-2}"
+stage "fixtures"; "$PY" -m safepredict.demo.fixtures
 # Every test runs here: a skip (a missing install step) fails the run (tests/conftest.py).
-stage "pytest"; SAFEPREDICT_NO_SKIP=1 "$PY" -m pytest "$@"
+stage "pytest"; SAFEPREDICT_NO_SKIP=1 "$PY" -m pytest --durations=30 "$@"

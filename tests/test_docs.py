@@ -133,3 +133,29 @@ def test_site_builds_strict(tmp_path: Path) -> None:
     assert "from_checkpoint" in api and "predict_batch" in api  # rendered from the docstrings
     assert ":meth:" not in api  # Sphinx roles are rendered as code
     assert (tmp_path / "site" / "cli" / "index.html").is_file()
+
+
+def test_a_diagnose_report_is_compared_by_what_the_page_claims() -> None:
+    ts = _module("troubleshooting")
+    page = (REPO / "docs" / "troubleshooting.md").read_text(encoding="utf-8")
+    quoted = {m.group("id"): m.group("body") for m in ts.BLOCK.finditer(page)}["seed-001-swapped-images"]
+    scenario = ts.BY_ID["seed-001-swapped-images"]
+    lines = quoted.splitlines()
+    counts = next(i for i, line in enumerate(lines) if ts._COUNTS.match(line.strip()))
+    # Another trained model: other counts of each severity, another headline and evidence.
+    retrained = list(lines)
+    retrained[counts] = "1 error, 0 warnings, 3 infos"
+    head = next(i for i, line in enumerate(lines) if ts._FINDING_HEAD.match(line))
+    retrained[head] = lines[head].split("):")[0] + "): these images look BGR, by their class shares"
+    retrained[head + 1] = "     as given: 3 of 9 objects change class"
+    assert ts.same_claims(scenario, quoted, "\n".join(retrained))
+    # What the page claims: the finding ranked first, its severity, its fix.
+    for wrong in (
+        lines[head].replace("[error]", "[warning]"),
+        lines[head].replace("probe.channel_order", "probe.mean_std"),
+    ):
+        assert not ts.same_claims(scenario, quoted, "\n".join([*lines[:head], wrong, *lines[head + 1 :]]))
+    fix = next(i for i, line in enumerate(lines) if line.strip().startswith("fix:"))
+    changed_fix = [*lines[:fix], lines[fix].replace("COLOR_BGR2RGB", "COLOR_RGB2BGR"), *lines[fix + 1 :]]
+    assert not ts.same_claims(scenario, quoted, "\n".join(changed_fix))
+    assert not ts.same_claims(scenario, quoted, "\n".join(lines[:head]))  # no finding at all

@@ -4,9 +4,12 @@
 trained with the framework's own trainer, its training config as the framework wrote it, the data
 set, and the box AP measured with the framework's own evaluator. Building runs in a subprocess
 (the trainers set up process-wide loggers and registries) under a file lock, so concurrent test
-sessions build each fixture once. The cache key covers the data spec, the training recipe, the
-installed framework versions and ``FIXTURE_REVISION``: bump it when a trainer or the data
-generator changes what it produces (edits that do not, such as docs, keep the cache).
+sessions build each fixture once. The cache key covers everything that changes the weights: the data
+spec, the training recipe, the installed framework versions, the trainer's thread count (float
+reductions are summed in another order on another count: demo/seeding.py), the device, and
+``FIXTURE_REVISION``: bump it when a trainer or the data generator changes what it produces (edits
+that do not, such as docs, keep the cache). So ``safepredict demo`` (1 thread by default) and
+``scripts/test.sh`` (2) share a fixture only when it is the same model.
 
 Run ``python -m safepredict.demo.fixtures detectron2 mmdet`` to build both ahead of time.
 """
@@ -107,16 +110,27 @@ def dataset_dir(spec: DatasetSpec) -> Path:
     return fixtures_root() / f"data-{key}"
 
 
-def fixture_dir(framework: str, spec: DatasetSpec = DatasetSpec()) -> Path:
-    recipe = _recipe(framework)
-    payload = {
+# The trainers run on the CPU (the recipes set it); a recipe that trains elsewhere must name its device here.
+TRAIN_DEVICE = "cpu"
+
+
+def _payload(framework: str, spec: DatasetSpec, threads: int) -> dict[str, Any]:
+    """Everything that changes the weights a build gives: the fixture's cache key."""
+    return {
         "framework": framework,
         "spec": attrs.asdict(spec),
-        "recipe": attrs.asdict(recipe),
+        "recipe": attrs.asdict(_recipe(framework)),
         "versions": {dist: _installed(dist) for dist in _VERSIONED[framework]},
+        "train_threads": threads,
+        "device": TRAIN_DEVICE,
         "revision": FIXTURE_REVISION,
     }
-    return fixtures_root() / f"{framework}-{_key(payload)}"
+
+
+def fixture_dir(framework: str, spec: DatasetSpec = DatasetSpec(), *, threads: int | None = None) -> Path:
+    """Where the fixture of ``framework`` trained with ``threads`` (default :func:`train_threads`) is cached."""
+    threads = train_threads(framework) if threads is None else threads
+    return fixtures_root() / f"{framework}-{_key(_payload(framework, spec, threads))}"
 
 
 def _load(framework: str, out: Path, dataset: SyntheticDataset) -> Fixture:
@@ -143,10 +157,14 @@ def get_dataset(spec: DatasetSpec = DatasetSpec()) -> SyntheticDataset:
         return generate(root, spec)
 
 
-def get_fixture(framework: str, spec: DatasetSpec = DatasetSpec(), *, log: Path | None = None) -> Fixture:
-    """The cached fixture of ``framework``, trained now if this machine has none yet."""
+def get_fixture(
+    framework: str, spec: DatasetSpec = DatasetSpec(), *, threads: int | None = None, log: Path | None = None
+) -> Fixture:
+    """The cached fixture of ``framework`` trained with ``threads`` (default :func:`train_threads`),
+    trained now if this machine has none yet."""
+    threads = train_threads(framework) if threads is None else threads
     dataset = get_dataset(spec)
-    out = fixture_dir(framework, spec)
+    out = fixture_dir(framework, spec, threads=threads)
     with _locked(out.with_suffix(".lock")):
         if not (out / "fixture.json").exists():
             tmp = out.with_name(out.name + ".tmp")
@@ -167,6 +185,7 @@ def get_fixture(framework: str, spec: DatasetSpec = DatasetSpec(), *, log: Path 
                         "--out",
                         str(tmp),
                     ],
+                    env={**os.environ, "SAFEPREDICT_TRAIN_THREADS": str(threads)},
                     stdout=log_file,
                     stderr=subprocess.STDOUT,
                     check=False,
@@ -176,9 +195,8 @@ def get_fixture(framework: str, spec: DatasetSpec = DatasetSpec(), *, log: Path 
                 raise RuntimeError(f"building the {framework} fixture failed (log {log_path}):\n{tail}")
             info = json.loads((tmp / "fixture.json").read_text())
             info["build_seconds"] = round(time.monotonic() - started, 1)
-            # Repeatable for one thread count, not across counts (demo/seeding.py); not in the key,
-            # so a test run with another setting reuses what scripts/test.sh built.
-            info["train_threads"] = train_threads()
+            info["train_threads"] = threads
+            info["device"] = TRAIN_DEVICE
             (tmp / "fixture.json").write_text(json.dumps(info, indent=2))
             shutil.rmtree(out, ignore_errors=True)
             tmp.rename(out)

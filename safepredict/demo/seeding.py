@@ -13,8 +13,16 @@ import os
 import random
 
 
-def train_threads() -> int:
-    """Intra-op threads the trainers use (``SAFEPREDICT_TRAIN_THREADS``, default 1)."""
+def train_threads(framework: str | None = None) -> int:
+    """Intra-op threads the trainers use: ``SAFEPREDICT_TRAIN_THREADS_<FRAMEWORK>`` (``..._DETECTRON2``,
+    ``..._MMDET``) for one framework's fixture, else ``SAFEPREDICT_TRAIN_THREADS``, default 1.
+
+    The count changes the weights, so it is part of a fixture's cache key (demo/fixtures.py).
+    """
+    if framework is not None:
+        own = os.environ.get(f"SAFEPREDICT_TRAIN_THREADS_{framework.upper()}")
+        if own:
+            return int(own)
     return int(os.environ.get("SAFEPREDICT_TRAIN_THREADS", "1"))
 
 
