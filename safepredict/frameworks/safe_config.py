@@ -31,9 +31,10 @@ import os
 import os.path as osp
 import re
 import reprlib
+import stat
 import uuid
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -41,11 +42,14 @@ from safepredict.errors import ConfigError, FrameworkNotInstalled, SafePredictEr
 
 __all__ = [
     "OPENMMLAB_SCOPES",
+    "Budget",
     "check_mmengine_types",
     "evaluate_file",
     "evaluate_text",
     "load_file",
     "load_text",
+    "read_config_bytes",
+    "tree_size",
     "trust_fix",
     "untrusted",
 ]
@@ -57,14 +61,23 @@ DELETE_KEY = "_delete_"
 DEPRECATION_KEY = "_deprecation_"
 RESERVED_KEYS = ("filename", "text", "pretty_text", "env_variables")
 
-# Limits far above any real config (the largest of mmdet's zoo creates ~20k values) and far
-# below what would exhaust a machine: a hostile text meets them long before memory or time.
-MAX_SOURCE_CHARS = 8_000_000
+# Limits far above any real config (the largest of mmdet's zoo creates ~20k values, its largest
+# file has 30 kB, a chain of bases reads under 20 files) and far below what would exhaust a
+# machine: a hostile text meets them long before memory or time. They hold for one whole read,
+# the file and all its _base_ files together. What they miss, the child-process guard
+# (safepredict.frameworks.guard) stops.
+MAX_SOURCE_CHARS = 1_000_000  # one file
 MAX_ITEMS = 1_000_000  # elements of one string, list, tuple, dict or set
 MAX_INT_BITS = 1 << 16
-MAX_WORK = 20_000_000  # elements created by one file, all operations together
+MAX_WORK = 4_000_000  # units of work of one read: values created, copied, hashed, iterated
 MAX_FORMAT_WIDTH = 10_000
 MAX_BASE_DEPTH = 32
+MAX_BASE_FILES = 256  # files read for one config, every reference counted (a DAG re-reads)
+MAX_TOTAL_CHARS = 16_000_000  # text of all of them together
+MAX_VALUE_NODES = 1_000_000  # a value as a tree, a shared child counted at each reference
+MAX_VALUE_DEPTH = 100
+MAX_TEMPLATES = 1_000  # `{{` substitution sites in one file
+_TEMPLATE_WINDOW = 4096  # characters one `{{...}}` substitution may span
 
 _SUFFIXES = (".py", ".json", ".yaml", ".yml")
 # Attributes of mmengine's ConfigDict (a dict, an addict.Dict) that are Python, not keys:
@@ -141,6 +154,129 @@ def untrusted(
         fix=trust_fix(source, sha256),
         details={"line": line, "construct": what, "sha256": sha256},
     )
+
+
+def _limit(source: str, message: str, limit: str) -> ConfigError:
+    return ConfigError(
+        f"config {source}: {message}",
+        source=source,
+        details={"limit": limit},
+        fix="a real config is far below this limit; if this file is yours, load it with trust=True",
+    )
+
+
+class Budget:
+    """The cost of one whole read (a config and all its ``_base_`` files) against the limits.
+
+    ``work`` counts units of work, not sizes of results: every value created or copied, every
+    element hashed, iterated (a comprehension iteration its filter drops included) or merged,
+    each shared child at each of its references. ``files`` and ``chars`` count every base file
+    read, a base reached twice counted twice, as mmengine and fvcore read it twice.
+    """
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.work = 0
+        self.files = 0
+        self.chars = 0
+
+    def file(self, source: str, chars: int) -> None:
+        self.files += 1
+        self.chars += chars
+        if self.files > MAX_BASE_FILES:
+            raise _limit(self.source, f"reading {source} makes more than {MAX_BASE_FILES} config files read "
+                         "through _base_ for one config (safepredict's limit)", "base files")
+        if self.chars > MAX_TOTAL_CHARS:
+            raise _limit(self.source, f"reading {source} makes more than {MAX_TOTAL_CHARS} characters of config "
+                         "text read through _base_ for one config (safepredict's limit)", "base text")
+
+    def spend(self, units: int, where: str | None = None) -> None:
+        self.work += units
+        if self.work > MAX_WORK:
+            raise _limit(where or self.source, f"reading the config takes more than {MAX_WORK} units of work "
+                         "(values created, copied, hashed or iterated; safepredict's limit)", "work")
+
+
+class _TooBig(Exception):
+    pass
+
+
+def tree_size(value: Any, cap: int = MAX_VALUE_NODES, depth_cap: int = MAX_VALUE_DEPTH) -> int:
+    """The nodes of ``value`` as a tree (a shared child counted at every reference), at most ``cap``.
+
+    Raises :class:`ConfigError`-free ``_TooBig`` past ``cap`` nodes or ``depth_cap`` levels; the work
+    is at most ``cap`` steps whatever the sharing, so measuring cannot itself blow up.
+    """
+    count = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        node, depth = stack.pop()
+        count += 1
+        if count > cap:
+            raise _TooBig(f"more than {cap} values (a shared value counted at each use)")
+        if isinstance(node, dict):
+            if depth >= depth_cap:
+                raise _TooBig(f"nested deeper than {depth_cap} levels")
+            stack.extend((k, depth + 1) for k in node if isinstance(k, tuple | frozenset))
+            stack.extend((v, depth + 1) for v in node.values())
+        elif isinstance(node, list | tuple | set | frozenset):
+            if depth >= depth_cap:
+                raise _TooBig(f"nested deeper than {depth_cap} levels")
+            stack.extend((v, depth + 1) for v in node)
+    return count
+
+
+def measure(value: Any, budget: Budget, source: str, what: str = "the config") -> int:
+    """``tree_size(value)``, spent from ``budget``; a :class:`ConfigError` past the limits."""
+    try:
+        size = tree_size(value)
+    except _TooBig as exc:
+        raise _limit(source, f"{what} holds {exc}: safepredict's limit", "value size") from None
+    budget.spend(size, source)
+    return size
+
+
+def read_config_bytes(path: str | Path, source: str, limit: int = MAX_SOURCE_CHARS) -> bytes:
+    """The bytes of the regular file ``path``, at most ``limit`` of them, size checked before reading.
+
+    A device (``/dev/zero``), a FIFO or a socket is refused, not read (and a FIFO's open, made
+    non-blocking, does not wait for a writer).
+    """
+    path = str(path)
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise ConfigError(
+                f"config {source} is not a regular file (a device, FIFO or socket); safepredict reads configs "
+                "only from regular files",
+                source=source,
+                fix="pass the config file itself",
+            )
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    except FileNotFoundError:
+        raise ConfigError(f"config {source} does not exist", source=source, fix="check the path") from None
+    except OSError as exc:
+        raise ConfigError(f"config {source} could not be read: {exc.strerror}", source=source) from None
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigError(f"config {source} is not a regular file", source=source)
+        if info.st_size > limit:
+            raise _limit(source, f"{info.st_size} bytes, more than safepredict reads from one file ({limit})", "size")
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise _limit(source, f"more than {limit} bytes, more than safepredict reads from one file", "size")
+    return data
+
+
+def _exc_text(exc: BaseException) -> str:
+    """``Type: message`` of an exception, never longer than a line: a KeyError's repr of its key is
+    exponential for a shared hostile value, so arguments go through reprlib."""
+    args = exc.args
+    if len(args) == 1 and isinstance(args[0], str) and not isinstance(exc, KeyError):
+        text = args[0] if len(args[0]) <= 300 else args[0][:300] + "..."
+    else:
+        text = reprlib.repr(args[0] if len(args) == 1 else args)
+    return f"{type(exc).__name__}: {text}"
 
 
 # --------------------------------------------------------------------------- values
@@ -277,7 +413,6 @@ _SEQUENCES = (str, bytes, list, tuple)
 _SUBSCRIPTABLE = (*_SEQUENCES, dict)
 _ITERABLE = (*_SEQUENCES, dict, set)
 _FORMAT_NUMBER = re.compile(r"\d+")
-_PERCENT_SPEC = re.compile(r"%(\([^)]*\))?([^a-zA-Z%(]*)")
 # What the statements and expressions outside the language are, in words.
 _NAMES: dict[type[ast.AST], str] = {
     ast.Import: "an import",
@@ -312,11 +447,13 @@ _NAMES: dict[type[ast.AST], str] = {
 class _Evaluator:
     """Runs the statements of one config file over a namespace, as plain data."""
 
-    def __init__(self, source: str, namespace: dict[str, Any], sha256: str | None) -> None:
+    def __init__(
+        self, source: str, namespace: dict[str, Any], sha256: str | None, budget: Budget | None = None
+    ) -> None:
         self.source = source
         self.ns = namespace
         self.sha256 = sha256
-        self.work = 0
+        self.budget = budget if budget is not None else Budget(source)
         self.line: int | None = None
 
     # errors ---------------------------------------------------------------
@@ -335,16 +472,43 @@ class _Evaluator:
         )
 
     def charge(self, value: Any) -> Any:
+        """Spend the cost of creating ``value`` (its length, for a container or string)."""
         if isinstance(value, str | bytes | list | tuple | dict | set | frozenset):
             size = len(value)
             if size > MAX_ITEMS:
                 self.fail(f"a value of {size} elements exceeds safepredict's limit of {MAX_ITEMS}")
-            self.work += size + 1
+            self.spend(size + 1)
         else:
-            self.work += 1
-        if self.work > MAX_WORK:
-            self.fail(f"the config creates more than {MAX_WORK} values (safepredict's limit)")
+            self.spend(1)
         return value
+
+    def spend(self, units: int) -> None:
+        if self.budget.work + units > MAX_WORK:
+            self.fail(
+                f"reading the config takes more than {MAX_WORK} units of work (values created, copied, hashed "
+                "or iterated; safepredict's limit)"
+            )
+        self.budget.work += units
+
+    def expanded(self, value: Any, node: ast.AST | None = None) -> Any:
+        """Spend what copying or hashing ``value`` costs: its size as a tree (sharing expanded)."""
+        if isinstance(value, list | tuple | dict | set | frozenset):
+            try:
+                self.spend(tree_size(value))
+            except _TooBig as exc:
+                self.fail(f"the value holds {exc}, past safepredict's limit", node)
+        else:
+            self.spend(1)
+        return value
+
+    def hashed(self, values: Any, node: ast.AST | None = None) -> None:
+        """Spend what hashing each of ``values`` costs (a tuple hashes all it holds, shared parts again)."""
+        total = 0
+        for value in values:
+            total += 1
+            if isinstance(value, tuple | frozenset):
+                self.expanded(value, node)
+        self.spend(total)
 
     # statements -----------------------------------------------------------
 
@@ -360,7 +524,7 @@ class _Evaluator:
             except MemoryError:
                 self.fail("the expression needs more memory than safepredict allows", stmt)
             except (ArithmeticError, LookupError, TypeError, ValueError, AttributeError) as exc:
-                self.fail(f"{type(exc).__name__}: {exc}", stmt)
+                self.fail(_exc_text(exc), stmt)
 
     def statement(self, stmt: ast.stmt) -> None:
         if isinstance(stmt, ast.Assign):
@@ -392,6 +556,8 @@ class _Evaluator:
             container = self.eval(target.value)
             key = self.index(target.slice)
             if isinstance(container, dict):
+                if isinstance(container, _CfgDict):  # ConfigDict copies what it stores
+                    self.expanded(value, target)
                 _setitem(container, key, value)
             elif isinstance(container, list):
                 container[key] = value
@@ -401,6 +567,7 @@ class _Evaluator:
         elif isinstance(target, ast.Attribute):
             owner = self.eval(target.value)
             self.check_attribute(owner, target)
+            self.expanded(value, target)
             _setitem(owner, target.attr, value)
         elif isinstance(target, ast.Tuple | ast.List):
             if any(isinstance(e, ast.Starred) for e in target.elts):
@@ -414,6 +581,7 @@ class _Evaluator:
         """``a, b = value``: each target element with its item, as Python pairs them."""
         if not isinstance(value, list | tuple | str | dict | set):
             self.fail(f"cannot unpack a {type(value).__name__}", target)
+        self.charge(value)
         items = list(value)
         if len(items) != len(target.elts):
             self.fail(f"cannot unpack {len(items)} values into {len(target.elts)} names", target)
@@ -432,6 +600,8 @@ class _Evaluator:
             key = self.index(target.slice)
             result = self.binop(stmt.op, container[key], self.eval(stmt.value), op)
             if isinstance(container, dict):
+                if isinstance(container, _CfgDict):
+                    self.expanded(result, target)
                 _setitem(container, key, result)
             elif isinstance(container, list):
                 container[key] = result
@@ -441,6 +611,7 @@ class _Evaluator:
             owner = self.eval(target.value)
             self.check_attribute(owner, target)
             result = self.binop(stmt.op, self.attribute_value(owner, target), self.eval(stmt.value), op)
+            self.expanded(result, target)
             _setitem(owner, target.attr, result)
         else:
             self.refuse(stmt, f"an augmented assignment to {type(target).__name__}")
@@ -470,6 +641,7 @@ class _Evaluator:
     # expressions ----------------------------------------------------------
 
     def eval(self, node: ast.expr) -> Any:
+        self.spend(1)  # every node evaluated, whatever it makes
         if isinstance(node, ast.Constant):
             return self.charge(node.value)
         if isinstance(node, ast.Name):
@@ -479,7 +651,9 @@ class _Evaluator:
         if isinstance(node, ast.Tuple):
             return self.charge(tuple(self.elements(node.elts)))
         if isinstance(node, ast.Set):
-            return self.charge(set(self.elements(node.elts)))
+            elements = self.elements(node.elts)
+            self.hashed(elements, node)
+            return self.charge(set(elements))
         if isinstance(node, ast.Dict):
             return self.display(node)
         if isinstance(node, ast.Call):
@@ -503,7 +677,10 @@ class _Evaluator:
             container = self.eval(node.value)
             if not isinstance(container, _SUBSCRIPTABLE):
                 self.fail(f"'{type(container).__name__}' object is not subscriptable", node)
-            return self.charge(container[self.index(node.slice)])
+            key = self.index(node.slice)
+            if isinstance(container, dict):
+                self.hashed([key], node)
+            return self.charge(container[key])
         if isinstance(node, ast.Attribute):
             owner = self.eval(node.value)
             self.check_attribute(owner, node)
@@ -528,6 +705,7 @@ class _Evaluator:
                 value = self.eval(element.value)
                 if not isinstance(value, _ITERABLE):
                     self.fail(f"cannot unpack a {type(value).__name__}", element)
+                self.charge(value)
                 out.extend(value)
             else:
                 out.append(self.eval(element))
@@ -542,9 +720,11 @@ class _Evaluator:
                 mapping = self.eval(value)
                 if not isinstance(mapping, dict):
                     self.fail(f"'{type(mapping).__name__}' object is not a mapping", value)
+                self.charge(mapping)
                 out.update(mapping)
             else:
                 k = self.eval(key)
+                self.hashed([k], key)
                 out[k] = self.eval(value)
         return self.charge(out)
 
@@ -573,6 +753,7 @@ class _Evaluator:
         if not isinstance(iterable, _ITERABLE):
             self.fail(f"'{type(iterable).__name__}' object is not iterable", loop.iter)
         for item in list(iterable):
+            self.spend(1)  # one iteration's work, whether its filter keeps it or not
             self.bind(loop.target, item)
             if not all(self.eval(condition) for condition in loop.ifs):
                 continue
@@ -580,12 +761,14 @@ class _Evaluator:
                 self.generate(node, i + 1, out)
             elif isinstance(node, ast.DictComp):
                 key = self.index(node.key)
+                self.hashed([key], node.key)
                 out[key] = self.eval(node.value)
             elif isinstance(node, ast.SetComp):
-                out.add(self.index(node.elt))
+                element = self.index(node.elt)
+                self.hashed([element], node.elt)
+                out.add(element)
             else:
                 out.append(self.eval(node.elt))
-            self.charge(None)  # one element's work, whatever it is
             if len(out) > MAX_ITEMS:
                 self.charge(out)
 
@@ -625,7 +808,10 @@ class _Evaluator:
         if name == "enumerate":
             if len(args) != 1:
                 self.fail("enumerate() takes one iterable here (no start)", node)
+            self.charge(args[0])
             return self.charge(list(enumerate(args[0])))
+        for value in args:
+            self.charge(value)
         return self.charge([tuple(t) for t in zip(*args, strict=False)])
 
     def method(self, node: ast.Call, func: ast.Attribute) -> Any:
@@ -650,9 +836,11 @@ class _Evaluator:
             if len(args) > 1 or (args and not isinstance(args[0], dict)):
                 self.fail(".update() takes one mapping", node)
             other = {**(args[0] if args else {}), **keywords}
+            self.charge(other)
             if not isinstance(owner, _CfgDict):
                 owner.update(other)
                 return self.charge(None)
+            self.expanded(other, node)  # ConfigDict.update copies and merges all of it
             _update(owner, other)
             return self.charge(None)
         if not 1 <= len(args) <= 2:
@@ -660,6 +848,7 @@ class _Evaluator:
         key = args[0]
         if isinstance(key, list | dict | set):
             self.fail(f"unhashable type: '{type(key).__name__}'", node)
+        self.hashed([key], node)
         if func.attr == "get":
             return owner.get(key, args[1] if len(args) == 2 else None)
         if isinstance(owner, _CfgDict):  # ConfigDict.pop(key, default=None)
@@ -703,11 +892,16 @@ class _Evaluator:
                 keywords[key] = value
         if keywords and func.id != "dict":
             self.fail(f"{func.id}() takes no keyword arguments", node)
+        if positional:
+            self.charge(positional[0])  # the constructor walks all of it, whatever it keeps
         if positional and func.id == "dict" and not isinstance(positional[0], dict):
             # dict(iterable of pairs): every element must be a pair.
             for item in positional[0]:
                 if not isinstance(item, list | tuple | str) or len(item) != 2:
                     self.fail("dictionary update sequence element has the wrong length", node)
+            self.hashed((item[0] for item in positional[0]), node)
+        if positional and func.id == "set" and not isinstance(positional[0], set | dict):
+            self.hashed(positional[0], node)
         return self.charge(_CONSTRUCTORS[func.id](*positional, **keywords))
 
     def index(self, node: ast.expr) -> Any:
@@ -799,14 +993,44 @@ class _Evaluator:
                 if not all(isinstance(a, _SCALARS) for a in args):
                     self.fail("a %-format formats only strings and numbers", node)
                 text = left.decode("latin-1") if isinstance(left, bytes) else left
-                for _, flags in _PERCENT_SPEC.findall(text):
-                    if "*" in flags:
+                for spec in _percent_specs(text):
+                    if "*" in spec:
                         self.fail("a '*' width in a %-format", node)
-                    self.check_width(flags, node)
+                    self.check_width(spec, node)
         elif kind is ast.Add:
             size = len(left) + len(right) if isinstance(left, seq) and isinstance(right, seq) else 0
             if size > MAX_ITEMS:
                 self.fail(f"a value of {size} elements exceeds safepredict's limit of {MAX_ITEMS}", node)
+
+
+def _percent_specs(text: str) -> Iterator[str]:
+    """The width and precision of each conversion of a ``%``-format, parsed as CPython parses them.
+
+    A mapping key is skipped to its balanced ``)`` (``%((a)b)99999999s`` has the key ``(a)b``),
+    then the flags; what follows up to the conversion letter (width, ``.precision``, ``*``) is
+    yielded. Linear in the text.
+    """
+    i, n = 0, len(text)
+    while True:
+        i = text.find("%", i)
+        if i < 0 or i + 1 >= n:
+            return
+        i += 1
+        if text[i] == "%":
+            i += 1
+            continue
+        if text[i] == "(":
+            depth = 1
+            i += 1
+            while i < n and depth:
+                depth += {"(": 1, ")": -1}.get(text[i], 0)
+                i += 1
+        while i < n and text[i] in "-+ #0":
+            i += 1
+        start = i
+        while i < n and (text[i].isdigit() or text[i] in ".*"):
+            i += 1
+        yield text[start:i]
 
 
 def _describe(func: ast.expr) -> str:
@@ -861,51 +1085,98 @@ def _is_base_assign(node: ast.stmt) -> bool:
     return isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name) and node.targets[0].id == BASE_KEY
 
 
+def _templates(pattern: re.Pattern[str], text: str) -> Iterator[re.Match[str]]:
+    """``pattern.finditer(text)`` for a pattern that begins with ``{{``, each match within
+    ``_TEMPLATE_WINDOW`` characters of its start: linear in the text, where mmengine's regexes run
+    in quadratic time on an unclosed ``{{$A:`` repeated (the caller caps the ``{{`` sites)."""
+    pos, n = 0, len(text)
+    while True:
+        start = text.find("{{", pos)
+        if start < 0:
+            return
+        found = pattern.match(text, start, min(n, start + _TEMPLATE_WINDOW))
+        if found is not None:
+            yield found
+            pos = max(found.end(), start + 1)
+        else:
+            pos = start + 1
+
+
+def _substitute(pattern: re.Pattern[str], text: str, replace: Callable[[re.Match[str]], str]) -> str:
+    """``pattern.sub(replace, text)`` in one pass over :func:`_templates`."""
+    parts: list[str] = []
+    pos = 0
+    for found in _templates(pattern, text):
+        parts.append(text[pos : found.start()])
+        parts.append(replace(found))
+        pos = found.end()
+    if not parts:
+        return text
+    parts.append(text[pos:])
+    out = "".join(parts)
+    if len(out) > MAX_TOTAL_CHARS:
+        raise ConfigError(f"config text grows past {MAX_TOTAL_CHARS} characters by its substitutions")
+    return out
+
+
+def _check_templates(text: str, source: str) -> None:
+    sites = text.count("{{")
+    if sites > MAX_TEMPLATES:
+        raise _limit(source, f"{sites} `{{{{` substitution sites, more than safepredict reads ({MAX_TEMPLATES})",
+                     "substitutions")
+
+
+_PREDEFINED = re.compile(r"\{\{\s*(fileDirname|fileBasename|fileBasenameNoExtension|fileExtname)\s*\}\}")
+_ENVIRONMENT = re.compile(r"\{\{[\'\"]?\s*\$(\w+)\s*\:\s*(\S*?)\s*[\'\"]?\}\}")
+_BASE_VAR = re.compile(r"\{\{\s*" + BASE_KEY + r"\.([\w\.]+)\s*\}\}")
+
+
 def _predefined(text: str, filename: str) -> str:
-    """``Config._substitute_predefined_vars``."""
-    file_dirname = osp.dirname(filename)
+    """``Config._substitute_predefined_vars`` (in one pass instead of one per name)."""
     file_basename = osp.basename(filename)
     templates = {
-        "fileDirname": file_dirname,
+        "fileDirname": osp.dirname(filename),
         "fileBasename": file_basename,
         "fileBasenameNoExtension": osp.splitext(file_basename)[0],
         "fileExtname": osp.splitext(filename)[1],
     }
-    for key, value in templates.items():
-        regexp = r"\{\{\s*" + str(key) + r"\s*\}\}"
-        value = value.replace("\\", "/")
-        text = re.sub(regexp, lambda _m, v=value: v, text)  # type: ignore[misc]
-    return text
+    return _substitute(_PREDEFINED, text, lambda m: templates[m.group(1)].replace("\\", "/"))
 
 
 def _environment(text: str, source: str) -> str:
-    """``Config._substitute_env_variables``: ``{{$NAME:default}}``."""
-    regexp = r"\{\{[\'\"]?\s*\$(\w+)\s*\:\s*(\S*?)\s*[\'\"]?\}\}"
-    for var_name, value in re.findall(regexp, text):
-        pattern = r"\{\{[\'\"]?\s*\$" + var_name + r"\s*\:\s*" + re.escape(value) + r"\s*[\'\"]?\}\}"
+    """``Config._substitute_env_variables``: ``{{$NAME:default}}`` (in one pass)."""
+    logged: set[str] = set()
+
+    def replace(found: re.Match[str]) -> str:
+        var_name, value = found.group(1), found.group(2)
         if var_name in os.environ:
             value = os.environ[var_name]
-            logger.info("config %s: using environment variable %s=%r", source, var_name, value)
+            if var_name not in logged:
+                logged.add(var_name)
+                logger.info("config %s: using environment variable %s=%r", source, var_name, value)
         if not value:
             raise ConfigError(
                 f"config {source}: `{var_name}` cannot be found in `os.environ`. Please set `{var_name}` in "
                 "environment or give a default value.",
                 source=source,
             )
-        text = re.sub(pattern, lambda _m, v=value: v, text)  # type: ignore[misc]
-    return text
+        return value
+
+    return _substitute(_ENVIRONMENT, text, replace)
 
 
 def _pre_substitute_base_vars(text: str) -> tuple[str, dict[str, str]]:
     """``Config._pre_substitute_base_vars``: ``{{_base_.a.b}}`` becomes a unique placeholder string."""
-    placeholders: dict[str, str] = {}
-    regexp = r"\{\{\s*" + BASE_KEY + r"\.([\w\.]+)\s*\}\}"
-    for base_var in set(re.findall(regexp, text)):
-        token = f"_{base_var}_{uuid.uuid4().hex.lower()[:6]}"
-        placeholders[token] = base_var
-        pattern = r"\{\{\s*" + BASE_KEY + r"\." + base_var + r"\s*\}\}"
-        text = re.sub(pattern, f'"{token}"', text)
-    return text, placeholders
+    tokens: dict[str, str] = {}
+
+    def replace(found: re.Match[str]) -> str:
+        base_var = found.group(1)
+        if base_var not in tokens:
+            tokens[base_var] = f"_{base_var}_{uuid.uuid4().hex.lower()[:6]}"
+        return f'"{tokens[base_var]}"'
+
+    text = _substitute(_BASE_VAR, text, replace)
+    return text, {token: var for var, token in tokens.items()}
 
 
 def _base_value(base_cfg: Any, dotted: str, source: str) -> Any:
@@ -939,28 +1210,37 @@ def _substitute_base_vars(cfg: Any, placeholders: dict[str, str], base_cfg: Any,
     return cfg
 
 
-def _base_files(tree: ast.Module | None, data: Mapping[str, Any] | None, source: str, sha256: str | None) -> list[str]:
+def _base_files(
+    tree: ast.Module | None,
+    data: Mapping[str, Any] | None,
+    source: str,
+    sha256: str | None,
+    budget: Budget | None = None,
+) -> list[str]:
     """``Config._get_base_files``: the ``_base_`` of a file, as a list of paths."""
     if tree is not None:
         node = _base_assignment(tree)
         if node is None:
             return []
         # mmengine eval()s this expression; here it is evaluated as data, with no names.
-        evaluator = _Evaluator(source, {}, sha256)
+        evaluator = _Evaluator(source, {}, sha256, budget)
         evaluator.line = node.lineno
         try:
             value = evaluator.eval(node.value)
         except SafePredictError:
             raise
         except (ArithmeticError, LookupError, TypeError, ValueError, RecursionError, MemoryError) as exc:
-            evaluator.fail(f"{type(exc).__name__}: {exc}", node)
+            evaluator.fail(_exc_text(exc), node)
     else:
         value = (data or {}).get(BASE_KEY, [])
     files = value if isinstance(value, list) else [value]
+    if len(files) > MAX_BASE_FILES:
+        raise _limit(source, f"_base_ lists {len(files)} files, more than safepredict reads ({MAX_BASE_FILES})",
+                     "base files")
     for item in files:
         if not isinstance(item, str):
             raise ConfigError(
-                f"config {source}: _base_ must be a path or a list of paths, found {item!r}",
+                f"config {source}: _base_ must be a path or a list of paths, found {reprlib.repr(item)}",
                 found=item,
                 source=source,
             )
@@ -976,9 +1256,15 @@ def _external_path(spec: str, source: str) -> tuple[str, str]:
     import importlib.util
 
     if re.match(r"\w*::\w*/\w*", spec) is None or spec.count("::") > 1:
-        raise ConfigError(f"config {source}: external base config {spec!r} is not `package::path`", source=source)
+        raise ConfigError(
+            f"config {source}: external base config {reprlib.repr(spec)} is not `package::path`", source=source
+        )
     scope, rel = spec.split("::")
-    found = importlib.util.find_spec(scope) if scope.isidentifier() else None
+    try:
+        # A name already imported answers from sys.modules; `__main__` (no spec there) raises ValueError.
+        found = importlib.util.find_spec(scope) if scope.isidentifier() and not scope.startswith("_") else None
+    except (ImportError, ValueError, AttributeError):
+        found = None
     if found is None or not found.origin:
         raise FrameworkNotInstalled(
             f"config {source} inherits {spec!r}, but {scope} is not installed",
@@ -997,7 +1283,7 @@ def _read_structured(path: str, text: str, source: str) -> Any:
         try:
             return json.loads(text)
         except (ValueError, RecursionError) as exc:
-            raise ConfigError(f"config {source} is not valid JSON: {exc}", source=source) from None
+            raise ConfigError(f"config {source} is not valid JSON: {_exc_text(exc)}", source=source) from None
     from safepredict.frameworks.safe_yaml import safe_load
 
     return safe_load(text, source)
@@ -1012,6 +1298,7 @@ def _file2dict(
     text: str | None = None,
     label: str | None = None,
     chain: tuple[str, ...] = (),
+    budget: Budget | None = None,
 ) -> tuple[dict[str, Any], str, _Origins]:
     """``Config._file2dict`` without executing anything: ``(cfg_dict, cfg_text, origins)``.
 
@@ -1021,10 +1308,14 @@ def _file2dict(
     ``origins`` maps each top-level key to the ``(file, line, sha256)`` that last set it.
     """
     embedded = text is not None
+    budget = budget if budget is not None else Budget(label or filename)
     if embedded:
         source = label or filename
         sha256 = None
         raw = text or ""
+        if len(raw) > MAX_SOURCE_CHARS:
+            raise _limit(source, f"{len(raw)} characters, more than safepredict reads ({MAX_SOURCE_CHARS})", "size")
+        budget.file(source, len(raw))
     else:
         filename = osp.abspath(osp.expanduser(filename))
         source = label or filename
@@ -1037,17 +1328,15 @@ def _file2dict(
             raise ConfigError(
                 f"config {source}: only py/yml/yaml/json type are supported now!", source=source, found=suffix
             )
-        path = Path(filename)
-        if not path.is_file():
+        if not osp.exists(filename):
             raise ConfigError(f"config {source} does not exist", source=source, fix="check the _base_ path")
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise ConfigError(f"config {source} could not be read: {exc}", source=source) from None
+        data = read_config_bytes(filename, source)
+        budget.file(source, len(data))
         sha256 = hashlib.sha256(data).hexdigest()
         raw = data.decode("utf-8", errors="replace")
 
     is_py = embedded or filename.endswith(".py")
+    _check_templates(raw, source)
     content = raw if embedded else _environment(_predefined(raw, filename), source)
     content, placeholders = _pre_substitute_base_vars(content)
 
@@ -1068,11 +1357,12 @@ def _file2dict(
         data_dict = _read_structured(filename, content, source)
         if not isinstance(data_dict, dict):
             raise ConfigError(f"config {source} holds a {type(data_dict).__name__}, not a mapping", source=source)
+        measure(data_dict, budget, source)
 
     base_cfg: _CfgDict = _CfgDict()
     texts: list[str] = []
     origins: _Origins = {}
-    base_specs = _base_files(tree, data_dict, source, sha256)
+    base_specs = _base_files(tree, data_dict, source, sha256, budget)
     if base_specs and embedded:
         raise ConfigError(
             f"{source} inherits {reprlib.repr(base_specs)} through _base_, which cannot be resolved without "
@@ -1086,12 +1376,13 @@ def _file2dict(
             base_path, scope = _external_path(spec, source)
         else:
             base_path, scope = osp.join(osp.dirname(filename), spec), None
-        sub, sub_text, sub_origins = _file2dict(base_path, chain=(*chain, filename))
+        sub, sub_text, sub_origins = _file2dict(base_path, chain=(*chain, filename), budget=budget)
         texts.append(sub_text)
         duplicate = base_cfg.keys() & sub.keys()
         if duplicate:
             raise ConfigError(
-                f"config {source}: Duplicate key is not allowed among bases. Duplicate keys: {duplicate}",
+                f"config {source}: Duplicate key is not allowed among bases. Duplicate keys: "
+                f"{reprlib.repr(duplicate)}",
                 source=source,
                 found=sorted(map(str, duplicate)),
             )
@@ -1101,7 +1392,7 @@ def _file2dict(
     if tree is not None:
         namespace: dict[str, Any] = {BASE_KEY: base_cfg}
         # mmengine removes every `_base_ = ...` assignment before it runs the file.
-        _Evaluator(source, namespace, sha256).run([stmt for stmt in tree.body if not _is_base_assign(stmt)])
+        _Evaluator(source, namespace, sha256, budget).run([stmt for stmt in tree.body if not _is_base_assign(stmt)])
         cfg_dict = {k: v for k, v in namespace.items() if k != BASE_KEY and not k.startswith("__")}
         for stmt in tree.body:
             if isinstance(stmt, ast.Assign | ast.AugAssign):
@@ -1123,10 +1414,13 @@ def _file2dict(
         logger.info("%s", message)
 
     cfg_text = f"{filename}\n{raw}"
+    measure(cfg_dict, budget, source)
     cfg_dict = _substitute_base_vars(cfg_dict, placeholders, base_cfg, source)
+    measure(cfg_dict, budget, source)  # a {{_base_.x}} is a copy of x at each use
     cfg_dict.pop(BASE_KEY, None)
     merged = _merge_a_into_b(cfg_dict, base_cfg)
     result = {k: v for k, v in merged.items() if not str(k).startswith("__")}
+    measure(result, budget, source)
     texts.append(cfg_text)
     return result, "\n".join(texts), origins
 
@@ -1155,11 +1449,19 @@ def _check_custom_imports(cfg: Mapping[str, Any], origins: _Origins, fallback: s
 
 
 def _read(source: str, text: str | None = None) -> tuple[dict[str, Any], str]:
-    """``(plain cfg dict, cfg text)`` of file ``source`` (or of ``text``, named ``source``)."""
+    """``(plain cfg dict, cfg text)`` of file ``source`` (or of ``text``, named ``source``), read
+    in a child process under the guard's limits (:mod:`safepredict.frameworks.guard`)."""
     if text is not None and not isinstance(text, str):
         raise ConfigError(
             f"{source} is a {type(text).__name__}, not config text", source=source, found=type(text).__name__
         )
+    from safepredict.frameworks import guard
+
+    return guard.run(_read_here, source, text, source=source)
+
+
+def _read_here(source: str, text: str | None = None) -> tuple[dict[str, Any], str]:
+    """:func:`_read` in this process, under the evaluator's own accounting only."""
     try:
         cfg, cfg_text, origins = _file2dict(source, text=text, label=source)
         _check_custom_imports(cfg, origins, source)
@@ -1170,6 +1472,10 @@ def _read(source: str, text: str | None = None) -> tuple[dict[str, Any], str]:
         raise ConfigError(f"config {source} is nested too deeply to read", source=source) from None
     except MemoryError:
         raise ConfigError(f"config {source} needs more memory than safepredict allows", source=source) from None
+    except (ValueError, TypeError, LookupError, ArithmeticError, AttributeError, OSError) as exc:
+        # What the steps around the evaluator (merges, substitutions, decoding) may still raise
+        # on a hostile file: typed, never the caller's problem to catch.
+        raise ConfigError(f"config {source} could not be read: {_exc_text(exc)}", source=source) from None
 
 
 def evaluate_file(path: str | Path) -> dict[str, Any]:
@@ -1192,7 +1498,10 @@ def _type_problem(value: str) -> str | None:
 
     ``Registry.get`` falls back to ``get_object_from_string(value)`` for a name no registry
     holds: ``type='subprocess.call'`` calls ``subprocess.call(**args)``, and a bare
-    ``type='evilmod'`` imports ``evilmod`` if a module of that name is on ``sys.path``.
+    ``type='evilmod'`` imports ``evilmod`` if a module of that name is on ``sys.path``. That
+    fallback imports the scope's package and walks attributes, so ``mmdet.X`` reaches anything
+    ``mmdet/__init__`` imports: the object it would find must pass :func:`safe_names.resolve`
+    (one attribute of the package, defined inside OpenMMLab, callable, no loader).
     """
     import importlib.util
 
@@ -1202,7 +1511,7 @@ def _type_problem(value: str) -> str | None:
             return f"names {scope!r}, not an OpenMMLab registry scope ({', '.join(sorted(OPENMMLAB_SCOPES))})"
         if not name.isidentifier() or name.startswith("_") or not name[0].isupper():
             return f"is not `scope.ClassName` (mmengine would import {value!r} as a Python object)"
-        return None
+        return _fallback_problem(value, scope, name)
     if not value.isidentifier():
         return None  # not a module name: the fallback's import fails harmlessly
     try:
@@ -1212,6 +1521,32 @@ def _type_problem(value: str) -> str | None:
     if found is not None:
         origin = found.origin or value
         return f"is also the name of the importable module {origin} (mmengine imports it if no registry holds it)"
+    return None
+
+
+def _fallback_problem(value: str, scope: str, name: str) -> str | None:
+    """Why what ``get_object_from_string(value)`` finds (if anything) must not be built, or None."""
+    import importlib
+    import importlib.util
+    import sys
+
+    from safepredict.frameworks.safe_names import NameRefused, resolve
+
+    try:
+        if scope not in sys.modules and importlib.util.find_spec(scope) is None:
+            return None  # the fallback's import fails: Registry.get raises, nothing runs
+        package = importlib.import_module(scope)  # an installed OpenMMLab package: mmengine imports it too
+        found = getattr(package, name, None)
+    except Exception:  # noqa: BLE001 - a package that does not import: the fallback finds nothing either
+        return None
+    if found is None:
+        return None
+    try:
+        resolved = resolve(value, tuple(f"{s}." for s in sorted(OPENMMLAB_SCOPES)))
+    except NameRefused as exc:
+        return f"is not in a registry, and mmengine's fallback (get_object_from_string) would take it: {exc}"
+    if resolved is not found:
+        return "is not the object mmengine's fallback (get_object_from_string) would find under that name"
     return None
 
 
