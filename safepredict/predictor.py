@@ -174,8 +174,8 @@ def _check_device(device: str) -> str:
     return device
 
 
-def _check_lock(lock: str | os.PathLike[str], weights: Path, config: Any, policy: str) -> bool:
-    """Check the environment lock before any model file is deserialised; True when it pins ``config``.
+def _check_lock(lock: str | os.PathLike[str], weights: Path, config: Any, policy: str) -> tuple[bool, Any]:
+    """Check the environment lock before any model file is deserialised: (whether it pins ``config``, the report).
 
     A weights or config file whose sha256 differs from the lock is refused (IntegrityError)
     whatever ``policy`` says; versions and hardware follow ``policy`` (warn or error).
@@ -198,9 +198,9 @@ def _check_lock(lock: str | os.PathLike[str], weights: Path, config: Any, policy
     from safepredict.lock.external import detect_format
 
     if config is None or detect_format(lock) != "safepredict":
-        return False  # conda lockfiles pin packages, never model files
+        return False, report  # conda lockfiles pin packages, never model files
     pinned = [e for e in read_lock(lock).environment.files if e.role == "config" and e.rule != "record"]
-    return bool(pinned)
+    return bool(pinned), report
 
 
 class SafePredictor:
@@ -287,6 +287,8 @@ class SafePredictor:
             device = str(getattr(getattr(cfg, "MODEL", None), "DEVICE", "") or "cpu")
 
         self.device = _check_device(device)
+        # The start-up lock check's LockReport (None without a lock): the Prometheus metrics export it.
+        self.lock_report: Any = None
         found = _bundle.find(checkpoint) if bundle else None
         if found is not None and not found.is_empty():
             if lock is None and found.lock is not None:
@@ -303,7 +305,8 @@ class SafePredictor:
             config_file = training_config if isinstance(training_config, (str, os.PathLike)) else None
             if config_file is None and (checkpoint.parent / "config.yaml").is_file():
                 config_file = checkpoint.parent / "config.yaml"
-            if _check_lock(lock, checkpoint, config_file, on_env_mismatch) and not trust:
+            pins_config, self.lock_report = _check_lock(lock, checkpoint, config_file, on_env_mismatch)
+            if pins_config and not trust:
                 # The lock pins this very config file's content: the user validated it, so it is trusted.
                 logger.info("trusted: %s matches the sha256 pinned in lock %s", config_file, lock)
                 trust = True
