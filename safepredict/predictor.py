@@ -354,8 +354,29 @@ class SafePredictor:
         """Either framework, from the checkpoint: the training contract decides everything.
 
         ``config`` is your inference config (a file or config object), diffed against training.
+        An ``.onnx`` file written by :meth:`export` runs on onnxruntime (:meth:`from_onnx`).
         """
+        if Path(checkpoint).suffix.lower() == ".onnx":
+            return cls.from_onnx(checkpoint, **kwargs)
         return cls(config, checkpoint=checkpoint, device=device, **kwargs)
+
+    @classmethod
+    def from_onnx(cls, path: str | os.PathLike[str], **kwargs: Any) -> SafePredictor:
+        """An exported model (:meth:`export`) on onnxruntime: no torch, no framework imported.
+
+        The contract, class names, post-processing and monitor reference come from the file's
+        metadata (docs/deploying.md). Keywords: ``monitor``, ``reference``, ``class_names``,
+        ``providers`` (onnxruntime execution providers), ``threads``, ``on_env_mismatch``, ``lock``.
+        """
+        from safepredict.engines.onnx_predictor import build
+
+        return build(cls, path, **kwargs)
+
+    def export(self, path: str | os.PathLike[str], **kwargs: Any) -> Path:
+        """Write this model as ONNX with its training contract in the metadata (docs/deploying.md)."""
+        from safepredict.export import export
+
+        return export(self, path, **kwargs)
 
     @classmethod
     def from_mmdet(
@@ -468,6 +489,9 @@ class SafePredictor:
         from safepredict.workers import WorkerPlan, chunks, cores, default_plan, run_chunk, run_in_workers
 
         check_color(color)
+        if "onnx" in self._init_kwargs:  # onnxruntime uses its own intra-op threads
+            yield from self.iter_predict(images, color)
+            return
         sized = len(images) if hasattr(images, "__len__") else None  # type: ignore[arg-type]
         plan = default_plan(self.device, sized) if workers is None else WorkerPlan(workers=workers, threads=threads)
         items = ((image, color) for image in images)

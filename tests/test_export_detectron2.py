@@ -1,0 +1,174 @@
+"""ONNX export of Detectron2 models: parity with Detectron2's own evaluation, framework-free running,
+the contract in the metadata, and the file's integrity (issue 23)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from _export_parity import SHAPES, assert_export_parity, predict_without_frameworks, sized_images
+from _zoo_models import D2_TEST_SIZE, _cached, _d2_build, _load, d2_reference_yacs, detectron2_model, zoo_images
+
+from safepredict import InputError, IntegrityError, SafePredictor, UnsupportedModelError
+from safepredict.detections import Detections
+from safepredict.export.onnxfile import METADATA_KEY, read_metadata
+
+FASTER_RCNN = "COCO-Detection/faster_rcnn_R_50_FPN_1x.yaml"
+
+
+def _zoo_faster_rcnn():
+    """The zoo Faster R-CNN R-50 FPN with seeded, calibrated weights (the zoo helpers' recipe)."""
+    images = zoo_images()
+    extra = {"test_size": D2_TEST_SIZE, "images": [p.name for p in images]}
+    out = _cached(
+        "detectron2", "faster_rcnn", FASTER_RCNN, extra, lambda d: _d2_build("faster_rcnn", FASTER_RCNN, images, d)
+    )
+    return _load(out, images)
+
+
+def _as_detections(instances) -> Detections:
+    return Detections(instances.pred_boxes.tensor.numpy(), instances.scores.numpy(), instances.pred_classes.numpy())
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory, d2_fixture):
+    """Validation images of the fixture and copies at several sizes and aspect ratios."""
+    folder = tmp_path_factory.mktemp("d2-images")
+    return [*d2_fixture.dataset.val_images[:4], *sized_images(d2_fixture.dataset.val_images, folder, SHAPES)]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, d2_fixture):
+    predictor = SafePredictor.from_checkpoint(d2_fixture.checkpoint, monitor=False)
+    path = predictor.export(tmp_path_factory.mktemp("d2-export") / "model.onnx")
+    return predictor, path
+
+
+def test_fixture_parity_with_detectron2_evaluation(d2_fixture, exported, images):
+    predictor, path = exported
+    _, run = d2_reference_yacs(d2_fixture.config, d2_fixture.checkpoint)
+    onnx = SafePredictor.from_onnx(path, monitor=False)
+    total = 0
+    for image in images:
+        ref = _as_detections(run(image))
+        matched = assert_export_parity(ref, onnx.predict(image), predictor.score_threshold, where=image.name)
+        total += matched.n
+        # The candidates below the threshold (what the monitor sees) agree as well.
+        assert_export_parity(predictor.predict_candidates(image)[1], onnx.predict_candidates(image)[1], 0.0)
+    assert total > 0, "the fixture detected nothing above the threshold: parity would be vacuous"
+
+
+def test_from_onnx_runs_where_torch_and_the_frameworks_cannot_be_imported(d2_fixture, exported, images):
+    predictor, path = exported
+    result = predict_without_frameworks(path, images)
+    assert result["loaded"] == [] and result["monitor"]
+    _, run = d2_reference_yacs(d2_fixture.config, d2_fixture.checkpoint)
+    for image in images:
+        ref = _as_detections(run(image))
+        assert_export_parity(ref, result["detections"][str(image)], predictor.score_threshold, where=image.name)
+
+
+def test_metadata_carries_the_contract_and_where_the_model_came_from(d2_fixture, exported):
+    import hashlib
+
+    predictor, path = exported
+    document, graph_sha, _ = read_metadata(path)
+    assert document is not None and document["graph_sha256"] == graph_sha
+    contract = document["contract"]
+    training = predictor.contract
+    assert contract["input_format"] == training.input_format
+    assert contract["pixel_mean"] == list(training.pixel_mean) and contract["pixel_std"] == list(training.pixel_std)
+    assert contract["resize"]["min_size"] == list(training.resize.min_size)
+    assert contract["score_threshold"] == training.score_threshold and contract["nms_iou"] == training.nms_iou
+    assert contract["max_detections"] == training.max_detections
+    assert document["class_names"] == list(d2_fixture.class_names)
+    checkpoint_sha = hashlib.sha256(d2_fixture.checkpoint.read_bytes()).hexdigest()
+    assert document["source"]["checkpoint"]["sha256"] == checkpoint_sha
+    assert document["source"]["config"]["sha256"] == hashlib.sha256(d2_fixture.config.read_bytes()).hexdigest()
+    assert document["exporter"]["opset"] >= 16 and document["exporter"]["mode"]
+    assert document["input"]["normalised_inside"] is True and document["input"]["size"] == "dynamic"
+    assert "[packages" in document["lock"] or "packages" in document["lock"]
+    assert document["runtime"]["packages.onnxruntime"]
+    # The ONNX-side predictor reads the same contract back.
+    onnx = SafePredictor.from_onnx(path, monitor=False)
+    assert onnx.contract == training and onnx.class_names == tuple(d2_fixture.class_names)
+
+
+def test_a_changed_graph_or_metadata_is_an_integrity_error(exported, tmp_path):
+    import onnx
+
+    _, path = exported
+    model = onnx.load(str(path))
+    weights = max(model.graph.initializer, key=lambda t: len(t.raw_data))
+    raw = bytearray(weights.raw_data)
+    raw[len(raw) // 2] ^= 0x01
+    weights.raw_data = bytes(raw)
+    changed = tmp_path / "weights-changed.onnx"
+    onnx.save(model, str(changed))
+    with pytest.raises(IntegrityError, match="graph of .* changed after export"):
+        SafePredictor.from_onnx(changed)
+
+    model = onnx.load(str(path))
+    entry = next(p for p in model.metadata_props if p.key == METADATA_KEY)
+    doc = json.loads(entry.value)
+    doc["score_threshold"] = 0.01
+    entry.value = json.dumps(doc)
+    edited = tmp_path / "metadata-changed.onnx"
+    onnx.save(model, str(edited))
+    with pytest.raises(IntegrityError, match="metadata of .* changed after export"):
+        SafePredictor.from_onnx(edited)
+
+
+def test_not_onnx_and_onnx_without_metadata_are_typed(exported, tmp_path):
+    import onnx
+
+    not_onnx = tmp_path / "model.onnx"
+    not_onnx.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4)
+    with pytest.raises(InputError, match="is not an ONNX model"):
+        SafePredictor.from_onnx(not_onnx)
+
+    _, path = exported
+    model = onnx.load(str(path))
+    del model.metadata_props[:]
+    bare = tmp_path / "bare.onnx"
+    onnx.save(model, str(bare))
+    with pytest.raises(InputError, match="carries no safepredict metadata") as info:
+        SafePredictor.from_checkpoint(bare)
+    assert "verify-export" in info.value.fix
+
+
+@pytest.mark.parametrize("family", ["retinanet", "faster_rcnn"])
+def test_zoo_parity_with_detectron2_evaluation(family, tmp_path):
+    zoo = detectron2_model(family) if family == "retinanet" else _zoo_faster_rcnn()
+    predictor = SafePredictor.from_checkpoint(zoo.checkpoint, monitor=False)
+    path = predictor.export(tmp_path / f"{family}.onnx")
+    onnx = SafePredictor.from_onnx(path, monitor=False)
+    _, run = d2_reference_yacs(zoo.config, zoo.checkpoint)
+    images = [*zoo.images, *sized_images(zoo.images, tmp_path / "sized", SHAPES[:3])]
+    counts = []
+    for image in images:
+        ref = _as_detections(run(image))
+        matched = assert_export_parity(ref, onnx.predict(image), zoo.score_threshold, where=f"{family} {image.name}")
+        counts.append(matched.n)
+    print(f"{family}: detections above the threshold + 0.01 per image: {counts}")
+    assert sum(counts[: len(zoo.images)]) > 0, "nothing to compare above the threshold + 0.01"
+
+
+def test_an_unsupported_family_is_named():
+    zoo = detectron2_model("mask_rcnn")
+    predictor = SafePredictor.from_checkpoint(zoo.checkpoint, monitor=False)
+    with pytest.raises(UnsupportedModelError, match="mask and keypoint heads"):
+        predictor.export(Path("/nonexistent/never-written.onnx"))
+
+
+def test_decoded_pixels_match_detectron2_read_image(d2_fixture, exported):
+    from detectron2.data import detection_utils
+
+    _, path = exported
+    onnx = SafePredictor.from_onnx(path, monitor=False)
+    for image in d2_fixture.dataset.val_images[:2]:
+        ours = onnx.load(image)
+        theirs = detection_utils.read_image(str(image), format=ours.color)
+        np.testing.assert_array_equal(ours.array, theirs)
