@@ -4,7 +4,7 @@
 fixed-size ring buffers; the window tests (empty rate, score drift, class takeover, input drift)
 run every ``check_every`` images on those buffers. Memory is bounded by the window sizes, never by
 the stream. One lock guards the state, so one Monitor can be shared by threads. This module holds
-the output checks, the batching (and optional sampling) of images for input statistics and the rate limit; the input
+the output checks, the sampling of images for input statistics and the rate limit; the input
 statistics' window and its range tests are :class:`~safepredict.monitor.inputs.InputWindow`, the
 channel-order signatures :class:`~safepredict.monitor.channel.ChannelOrderCheck`, the
 self-baseline :func:`~safepredict.monitor.baseline.baseline_profile`.
@@ -21,7 +21,6 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-import attrs
 import numpy as np
 
 from safepredict.detections import Detections
@@ -33,7 +32,7 @@ from safepredict.monitor.channel import ChannelOrderCheck
 from safepredict.monitor.config import MonitorConfig
 from safepredict.monitor.hints import threshold_advice
 from safepredict.monitor.inputs import InputWindow
-from safepredict.monitor.profile import ReferenceProfile, input_summaries
+from safepredict.monitor.profile import ReferenceProfile
 
 logger = logging.getLogger("safepredict")
 
@@ -122,15 +121,9 @@ class Monitor:
         self._input_checks = cfg.input_checks
         self._check_every = cfg.check_every
         self._min_constant = cfg.min_constant_candidates
-        # Input statistics: on every image by default (input_every = 1); with input_every > 1, on
-        # every image during the start-up, then on a random 1 in input_every. Each image's grid is
-        # gathered in observe and the statistics computed for a batch at a time (at most check_every
-        # images, so the window tests always see every image before them).
-        self._every_image = cfg.input_every == 1
+        # Input statistics: on every image during the start-up, then on a random 1 in input_every.
         self._input_seen = itertools.count()
         self._input_schedule = _sampling_schedule(cfg.input_every)
-        self._grids = stats.GridBatch(min(cfg.check_every, 255), cfg.input_grid)
-        self._grid_images: list[int] = []  # the monitor's count at each gathered image
         # Streaks.
         self._streak = 0
         self._streak_below_images = 0
@@ -171,25 +164,6 @@ class Monitor:
         self._baseline: ReferenceProfile | None = None
         self._words = "the reference"
         self._baseline_pending = ref is None and cfg.self_baseline
-        # A reference whose input part another recipe computed: its outputs are compared from the start,
-        # its inputs never; the stream's first images are the baseline of the input tests instead.
-        self._inputs_baseline_pending = False
-        if ref is not None and ref.inputs is not None and not stats.inputs_comparable(
-            ref.input_recipe, ref.input_grid, cfg.input_grid
-        ):
-            logger.warning(
-                "monitor: the reference profile's input statistics were computed by recipe %d on a %d² grid, "
-                "this monitor computes recipe %d on a %d² grid: its input part is not used; the input tests "
-                "compare with the stream's first %d images instead (recapture the profile with `safepredict "
-                "profile` to use it again)",
-                ref.input_recipe,
-                ref.input_grid,
-                stats.INPUT_RECIPE,
-                cfg.input_grid,
-                min(cfg.baseline_images, cfg.window),
-            )
-            ref = attrs.evolve(ref, inputs=None, chroma_hist=None, chroma_std=None)
-            self._inputs_baseline_pending = cfg.self_baseline
         self._ref_empty_rate = math.nan
         self._watch_classes = False
         if ref is not None:
@@ -222,19 +196,17 @@ class Monitor:
         them at ``score_threshold`` itself. ``image`` is the RGB uint8 input, or None to skip the
         input statistics.
         """
-        with self._lock:
-            unreadable = None
-            if image is not None and self._input_checks and (self._every_image or self._sampled()):
+        vec = None
+        unreadable = None
+        if image is not None and self._input_checks:
+            seen = next(self._input_seen)  # atomic: threads never take the same slot of the schedule
+            if seen < self.config.input_startup or self._input_schedule[seen & _SCHEDULE_MASK]:
                 try:
-                    # The image's grid is copied now; its statistics are computed with the batch's.
-                    self._grids.add(image)
+                    vec = stats.image_statistics(image, self.config.input_grid)  # outside the lock: pure
                 except InputError as exc:  # the monitor reports; it never breaks a prediction
                     unreadable = exc
-                else:
-                    self._grid_images.append(self._images + 1)
-                    if self._grids.full:
-                        self._flush_inputs()
-            found = self._observe(candidates.scores, candidates.labels)
+        with self._lock:
+            found = self._observe(candidates.scores, candidates.labels, vec)
             if unreadable is not None and self._may_fire("monitor.input_shape"):
                 found.append(
                     Finding(
@@ -249,17 +221,6 @@ class Monitor:
                 finding.emit()
         return found
 
-    def _sampled(self) -> bool:
-        """With input_every > 1: whether this image gets input statistics (the start-up, then the schedule)."""
-        seen = next(self._input_seen)
-        return seen < self.config.input_startup or self._input_schedule[seen & _SCHEDULE_MASK]
-
-    def _flush_inputs(self) -> None:
-        """Compute the statistics of the images gathered so far, all in one pass, into the input window."""
-        if self._grids.count:
-            self._input_window.add_many(self._grids.compute(), self._grid_images)
-            self._grid_images = []
-
     def observe_many(self, samples: Iterable[tuple[np.ndarray | None, Detections]]) -> list[Finding]:
         """Replay a recorded stream of ``(image, candidates)``; every finding raised, in order."""
         found: list[Finding] = []
@@ -267,7 +228,7 @@ class Monitor:
             found.extend(self.observe(image, candidates))
         return found
 
-    def _observe(self, scores: np.ndarray, labels: np.ndarray) -> list[Finding]:
+    def _observe(self, scores: np.ndarray, labels: np.ndarray, vec: np.ndarray | None) -> list[Finding]:
         # The per-image work: a handful of numpy calls on this image's candidates and one slot of each
         # ring buffer. Locals, not attributes, in the hot lines: each lookup is a measurable share.
         out: list[Finding] = []
@@ -357,6 +318,9 @@ class Monitor:
         if self._filled < self._window_size:
             self._filled += 1
 
+        if vec is not None:
+            self._input_window.add(vec, self._images)
+
         if self._images % self._check_every == 0:
             self._window_tests(out)
         return out
@@ -364,9 +328,6 @@ class Monitor:
     def _window_tests(self, out: list[Finding]) -> None:
         cfg = self.config
         self._flush_class_totals()
-        self._flush_inputs()
-        if self._inputs_baseline_pending and self._images >= min(cfg.baseline_images, cfg.window):
-            self._form_input_baseline()
         if self._baseline_pending and self._images >= min(cfg.baseline_images, cfg.window):
             self._form_baseline()
         if self._baseline is None:
@@ -377,7 +338,7 @@ class Monitor:
             if self._watch_classes:
                 self._check_classes(out)
         window = self._input_window
-        # Sampled (input_every > 1), the input window fills slowly after the start-up: its tests wait
+        # After the start-up the input window fills slowly (1 image in input_every): its tests wait
         # for a few new rows rather than re-testing the same ones.
         inputs_due = window.testable and window.fresh >= min(cfg.check_every, _FRESH_INPUT_ROWS)
         if inputs_due:
@@ -426,7 +387,6 @@ class Monitor:
             inv_detections=self._inv_detections[:n],
             class_counts=self._class_counts[:n],
             inputs=self._input_window.rows(),
-            input_grid=self.config.input_grid,
         )
         self._set_baseline(profile, f"the stream's first {n} images")
         logger.info(
@@ -435,26 +395,6 @@ class Monitor:
             n,
             self._input_window.filled,
         )
-
-    def _form_input_baseline(self) -> None:
-        """With a reference whose input part is of another recipe: the inputs seen so far become its input part."""
-        self._inputs_baseline_pending = False
-        rows = self._input_window.rows()
-        if not len(rows) or self._baseline is None:
-            return
-        inputs, chroma, chroma_std = input_summaries(rows)
-        words = f"the stream's first {len(rows)} images"
-        profile = attrs.evolve(
-            self._baseline,
-            inputs=inputs,
-            chroma_hist=chroma,
-            chroma_std=chroma_std,
-            input_recipe=stats.INPUT_RECIPE,
-            input_grid=self.config.input_grid,
-        )
-        self._input_window.set_reference(profile, words)
-        self._channel = ChannelOrderCheck(profile, self.config, self._n_classes, words)
-        logger.info("monitor: the input tests compare with %s from now on", words)
 
     def _flush_class_totals(self) -> None:
         """Add the class counts and score bins of the images observed since the last flush to the cumulative totals."""
