@@ -58,7 +58,7 @@ SWAPPED_IMAGES = 50  # of those, also run with red and blue swapped
 MAX_SECONDS = 120.0  # stop adding images after this (a large model on a CPU), keeping what is done
 MIN_IMAGES = 20  # fewer than this within MAX_SECONDS: no profile
 # Bump when what an automatic profile holds changes: older cache entries are then rebuilt.
-RECIPE = 3  # 3: MMDetection two-stage candidates capped at CANDIDATE_PAIRS pairs into NMS
+RECIPE = 4  # 4: input statistics recipe 2 (monitor.stats.INPUT_RECIPE); 3: MMDetection candidates capped
 
 
 @attrs.frozen

@@ -406,13 +406,58 @@ def test_input_statistics_are_sampled_after_the_start_up(reference):
     assert every.snapshot()["input_images_total"] == 120
 
 
-def test_input_faults_after_the_start_up_are_still_named(reference):
-    mon = _monitor(reference, input_startup=200)
+def test_input_faults_after_the_start_up_are_still_named_when_sampled(reference):
+    mon = _monitor(reference, input_startup=200, input_every=8)
     healthy = SyntheticStream(seed=43).take(400)
     noisy = SyntheticStream(seed=44, faults=("noise",)).take(1200)
     found = [(i, f) for i, (image, d) in enumerate(healthy + noisy) for f in mon.observe(image, d)]
     hits = [i for i, f in found if f.code == "monitor.input_noise"]
     assert hits and 400 < hits[0] < 400 + 1200, [f.code for _, f in found]
+
+
+LATE_FAULTS = {
+    "noise": "monitor.input_noise",
+    "grayscale": "monitor.input_grayscale",
+    "dark": "monitor.input_brightness",
+    "low_contrast": "monitor.input_contrast",
+    "swap_channels": "monitor.input_channel_order",
+    "takeover": "monitor.class_takeover",
+}
+
+
+@pytest.mark.parametrize("fault", sorted(LATE_FAULTS))
+def test_a_fault_after_1000_healthy_images_is_named_within_150(reference, fault):
+    # Every image's input statistics are computed (the default): a fault that starts long after the
+    # start-up is named as soon as one that is there from the first image.
+    mon = _monitor(reference)
+    for image, d in SyntheticStream(seed=45).take(1000):
+        assert not mon.observe(image, d)
+    assert mon.snapshot()["input_images_total"] == 1000
+    faulty = SyntheticStream(seed=46, faults=(fault,)).take(150)
+    code = LATE_FAULTS[fault]
+    named = [i for i, (image, d) in enumerate(faulty, 1) if code in {f.code for f in mon.observe(image, d)}]
+    assert named, f"{code} not named within 150 images of {fault}: {mon.snapshot()['findings_total']}"
+
+
+def test_a_profile_of_an_older_input_recipe_is_not_compared_on_inputs(reference, tmp_path, caplog):
+    # A profile written before the input recipe was recorded: its input statistics came from another
+    # grid and are not compared; the stream's first images stand in for them, its outputs still count.
+    data = reference.to_json()
+    del data["input_recipe"], data["input_grid"]
+    legacy = ReferenceProfile.from_json(data)
+    assert (legacy.input_recipe, legacy.input_grid) == (stats.LEGACY_INPUT_RECIPE, stats.LEGACY_INPUT_GRID)
+    assert not legacy.inputs_current and reference.inputs_current
+    with caplog.at_level(logging.WARNING, logger="safepredict"):
+        mon = _monitor(legacy)
+    assert any("recipe 1" in r.getMessage() for r in caplog.records)
+    healthy = SyntheticStream(seed=47).take(300)
+    assert not [f.code for image, d in healthy for f in mon.observe(image, d)]
+    gray = SyntheticStream(seed=48, faults=("grayscale",)).take(150)
+    codes = {f.code for image, d in gray for f in mon.observe(image, d)}
+    assert "monitor.input_grayscale" in codes, codes
+    collapsed = _monitor(legacy)
+    codes = {f.code for image, d in _stream("collapse", n=150) for f in collapsed.observe(image, d)}
+    assert "monitor.score_drift" in codes or "monitor.empty_streak" in codes, codes  # outputs: from the start
 
 
 def _relabel(dets: Detections, mapping: dict[int, int]) -> Detections:

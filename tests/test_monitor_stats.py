@@ -65,23 +65,80 @@ def test_swapped_channels_swap_the_means_and_keep_colourfulness():
     assert a[stats.COLOURFULNESS] == pytest.approx(b[stats.COLOURFULNESS])
 
 
-def test_subsample_is_bounded_and_close_to_the_full_image(monkeypatch):
-    seen = []
-    real_empty = np.empty
+def _grid_statistics(image: np.ndarray, grid: int) -> np.ndarray:
+    """The statistics by their definition, pixel by pixel in float64: the oracle of the batched pass."""
+    a = np.asarray(image)
+    if a.ndim == 2:
+        a = a[:, :, None]
+    if a.shape[2] == 1:
+        a = np.repeat(a, 3, axis=2)
+    a = np.clip(np.rint(a.astype(np.float64)), 0, 255)
+    h, w = a.shape[:2]
+    out = np.zeros(stats.VECTOR_SIZE)
+    out[stats.HEIGHT], out[stats.WIDTH] = h, w
+    if h == 0 or w == 0:
+        return out
+    narrow = w < 3
+    if narrow:
+        a = np.pad(a, ((0, 0), (1, 1), (0, 0)), mode="edge")
+    sy, sx = max(1, -(-h // grid)), max(1, -(-(a.shape[1] - 2) // grid))
+    ys, xs = np.arange(0, h, sy), np.arange(1, a.shape[1] - 1, sx)
+    px = a[ys][:, xs].reshape(-1, 3)
+    left, right = a[ys][:, xs - 1, 1].ravel(), a[ys][:, xs + 1, 1].ravel()
+    lum = px @ np.array([0.299, 0.587, 0.114])
+    g = px[:, 1]
+    d1, d2 = px[:, 0] - g, px[:, 2] - g
+    out[stats.BRIGHTNESS], out[stats.CONTRAST] = lum.mean(), lum.std()
+    out[stats.NOISE] = 0.0 if narrow else np.abs(left + right - 2 * g).mean() / (g.std() + 1)
+    out[stats.COLOURFULNESS] = 0.5 * (np.abs(d1) + np.abs(d2)).mean()
+    out[stats.GRAY_FRACTION] = np.mean(np.maximum(np.abs(d1), np.abs(d2)) <= 2)
+    out[stats.MEAN_R : stats.MEAN_B + 1] = px.mean(axis=0)
 
-    def spy(shape, *a, **k):
-        seen.append(shape)
-        return real_empty(shape, *a, **k)
+    def axis_bin(d: np.ndarray) -> np.ndarray:
+        return np.clip(np.floor(d / 32 + 2.5), 0, 4).astype(int)
 
-    monkeypatch.setattr(stats.np, "empty", spy)
-    for shape in ((96, 128, 3), (1080, 1920, 3), (64, 66, 3)):
-        stats.image_statistics(np.zeros(shape, np.uint8), grid=64)
-    monkeypatch.undo()
-    grids = [s for s in seen if isinstance(s, tuple) and len(s) == 3]
-    assert len(grids) == 3 and all(s[1] * s[2] <= 64 * 64 for s in grids), seen
+    out[stats.CHROMA] = np.bincount(5 * axis_bin(d1) + axis_bin(d2), minlength=25) / len(px)
+    return out
 
+
+def _odd_images() -> list[np.ndarray]:
+    rng = np.random.default_rng(4)
+    noise = [rng.integers(0, 256, shape, dtype=np.uint8) for shape in ((1080, 1920, 3), (64, 66, 3), (33, 95, 3))]
+    tiny = [np.full(shape, 9, np.uint8) for shape in ((2, 2, 3), (1, 40, 3), (7, 1, 3), (0, 0, 3))]
+    base = _smooth_image()
+    views = [base[:, :, ::-1], base[10:60, 5:100], base[::2, ::3]]
+    others = [rng.integers(0, 256, (50, 70), dtype=np.uint8), rng.uniform(0, 255, (40, 50, 3)), base[..., 1:2]]
+    return [base, *noise, *tiny, *views, *others]
+
+
+@pytest.mark.parametrize("grid", [stats.INPUT_GRID, 7])
+def test_the_batched_statistics_are_their_definition(grid):
+    images = _odd_images()
+    batch = stats.GridBatch(len(images), grid)
+    for image in images:
+        batch.add(image)
+    rows = batch.compute()
+    for image, row in zip(images, rows, strict=True):
+        np.testing.assert_allclose(row, _grid_statistics(image, grid), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(stats.image_statistics(image, grid), row, rtol=1e-9, atol=1e-9)
+    assert batch.count == 0 and batch.compute().shape == (0, stats.VECTOR_SIZE)
+
+
+def test_a_slot_reused_by_a_smaller_image_holds_none_of_the_larger_one():
+    batch = stats.GridBatch(1)
+    small = _smooth_image(h=10, w=12)
+    batch.add(np.full((480, 640, 3), 250, np.uint8))
+    batch.compute()
+    batch.add(small)
+    np.testing.assert_allclose(batch.compute()[0], _grid_statistics(small, stats.INPUT_GRID), rtol=1e-5, atol=1e-6)
+
+
+def test_the_grid_is_bounded_and_close_to_the_full_image():
     img = np.random.default_rng(2).integers(0, 256, (1080, 1920, 3), dtype=np.uint8)
-    v = stats.image_statistics(img, grid=64)
+    batch = stats.GridBatch(1, 64)
+    batch.add(img)
+    assert 0 < batch._sizes[0][2] <= 64 * 64
+    v = batch.compute()[0]
     assert v[stats.MEAN_R] == pytest.approx(img[..., 0].mean(), abs=2.0)
     assert (v[stats.HEIGHT], v[stats.WIDTH]) == (1080, 1920)
 

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from safepredict.monitor import stats
 from safepredict.monitor.profile import ReferenceProfile, StatSummary, input_summaries
 
 __all__ = ["baseline_profile"]
@@ -32,6 +33,7 @@ def baseline_profile(
     inv_detections: np.ndarray,
     class_counts: np.ndarray,
     inputs: np.ndarray,
+    input_grid: int = stats.INPUT_GRID,
 ) -> ReferenceProfile:
     """A profile of the images in the monitor's windows (the arguments are the windows' filled rows).
 
@@ -83,6 +85,7 @@ def baseline_profile(
         inputs=summaries,
         chroma_hist=chroma,
         chroma_std=chroma_std,
+        input_grid=input_grid,
         source=f"self-baseline: the stream's first {n} images",
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     )

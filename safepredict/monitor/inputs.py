@@ -1,16 +1,16 @@
 """The monitor's input window: per-image input statistics of the last images, against the reference.
 
-Each image's statistics (:func:`safepredict.monitor.stats.image_statistics`: brightness, contrast,
+Each image's statistics (:class:`safepredict.monitor.stats.GridBatch`: brightness, contrast,
 noise, grayscale, size, channel means, the opponent-colour histogram) fill one row of a ring
 buffer; the window is tested against the reference profile's ranges of the same statistics. The
 signatures of red and blue swapped are :class:`~safepredict.monitor.channel.ChannelOrderCheck`'s;
-the output checks, the sampling of images and the rate limit stay in
+the output checks, the batching of the statistics and the rate limit stay in
 :class:`~safepredict.monitor.monitor.Monitor`, which owns this window.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -60,12 +60,25 @@ class InputWindow:
 
     def add(self, vec: np.ndarray, image_index: int = 0) -> None:
         """Record one image's statistics vector (``image_index``: the monitor's count of that image)."""
-        self.table[self._pos] = vec
-        self._added[self._pos] = image_index
-        self._pos = (self._pos + 1) % self.config.input_window
-        self.filled = min(self.filled + 1, self.config.input_window)
-        self.images += 1
-        self.fresh += 1
+        self.add_many(vec[None, :], [image_index])
+
+    def add_many(self, rows: np.ndarray, image_indices: Sequence[int]) -> None:
+        """Record the statistics vectors of several images, oldest first (one ring write for all)."""
+        size = self.config.input_window
+        m = len(rows)
+        if not m:
+            return
+        if m > size:  # more than the window holds: only the last ``size`` stay
+            rows, image_indices, skipped = rows[-size:], image_indices[-size:], m - size
+        else:
+            skipped = 0
+        slots = (self._pos + skipped + np.arange(len(rows))) % size
+        self.table[slots] = rows
+        self._added[slots] = image_indices
+        self._pos = (self._pos + m) % size
+        self.filled = min(self.filled + m, size)
+        self.images += m
+        self.fresh += m
 
     def rows(self) -> np.ndarray:
         """The statistics of the images in the window (in slot order, not time order)."""

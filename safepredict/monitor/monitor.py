@@ -4,7 +4,7 @@
 fixed-size ring buffers; the window tests (empty rate, score drift, class takeover, input drift)
 run every ``check_every`` images on those buffers. Memory is bounded by the window sizes, never by
 the stream. One lock guards the state, so one Monitor can be shared by threads. This module holds
-the output checks, the sampling of images for input statistics and the rate limit; the input
+the output checks, the batching (and optional sampling) of images for input statistics and the rate limit; the input
 statistics' window and its range tests are :class:`~safepredict.monitor.inputs.InputWindow`, the
 channel-order signatures :class:`~safepredict.monitor.channel.ChannelOrderCheck`, the
 self-baseline :func:`~safepredict.monitor.baseline.baseline_profile`.
@@ -21,6 +21,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+import attrs
 import numpy as np
 
 from safepredict.detections import Detections
@@ -32,7 +33,7 @@ from safepredict.monitor.channel import ChannelOrderCheck
 from safepredict.monitor.config import MonitorConfig
 from safepredict.monitor.hints import threshold_advice
 from safepredict.monitor.inputs import InputWindow
-from safepredict.monitor.profile import ReferenceProfile
+from safepredict.monitor.profile import ReferenceProfile, input_summaries
 
 logger = logging.getLogger("safepredict")
 
@@ -121,9 +122,15 @@ class Monitor:
         self._input_checks = cfg.input_checks
         self._check_every = cfg.check_every
         self._min_constant = cfg.min_constant_candidates
-        # Input statistics: on every image during the start-up, then on a random 1 in input_every.
+        # Input statistics: on every image by default (input_every = 1); with input_every > 1, on
+        # every image during the start-up, then on a random 1 in input_every. Each image's grid is
+        # gathered in observe and the statistics computed for a batch at a time (at most check_every
+        # images, so the window tests always see every image before them).
+        self._every_image = cfg.input_every == 1
         self._input_seen = itertools.count()
         self._input_schedule = _sampling_schedule(cfg.input_every)
+        self._grids = stats.GridBatch(min(cfg.check_every, 255), cfg.input_grid)
+        self._grid_images: list[int] = []  # the monitor's count at each gathered image
         # Streaks.
         self._streak = 0
         self._streak_below_images = 0
@@ -164,6 +171,27 @@ class Monitor:
         self._baseline: ReferenceProfile | None = None
         self._words = "the reference"
         self._baseline_pending = ref is None and cfg.self_baseline
+        # A reference whose input part another recipe computed: its outputs are compared from the start,
+        # its inputs never; the stream's first images are the baseline of the input tests instead.
+        self._inputs_baseline_pending = False
+        if (
+            ref is not None
+            and ref.inputs is not None
+            and not stats.inputs_comparable(ref.input_recipe, ref.input_grid, cfg.input_grid)
+        ):
+            logger.warning(
+                "monitor: the reference profile's input statistics were computed by recipe %d on a %d² grid, "
+                "this monitor computes recipe %d on a %d² grid: its input part is not used; the input tests "
+                "compare with the stream's first %d images instead (recapture the profile with `safepredict "
+                "profile` to use it again)",
+                ref.input_recipe,
+                ref.input_grid,
+                stats.INPUT_RECIPE,
+                cfg.input_grid,
+                min(cfg.baseline_images, cfg.window),
+            )
+            ref = attrs.evolve(ref, inputs=None, chroma_hist=None, chroma_std=None)
+            self._inputs_baseline_pending = cfg.self_baseline
         self._ref_empty_rate = math.nan
         self._watch_classes = False
         if ref is not None:
@@ -196,17 +224,19 @@ class Monitor:
         them at ``score_threshold`` itself. ``image`` is the RGB uint8 input, or None to skip the
         input statistics.
         """
-        vec = None
-        unreadable = None
-        if image is not None and self._input_checks:
-            seen = next(self._input_seen)  # atomic: threads never take the same slot of the schedule
-            if seen < self.config.input_startup or self._input_schedule[seen & _SCHEDULE_MASK]:
+        with self._lock:
+            unreadable = None
+            if image is not None and self._input_checks and (self._every_image or self._sampled()):
                 try:
-                    vec = stats.image_statistics(image, self.config.input_grid)  # outside the lock: pure
+                    # The image's grid is copied now; its statistics are computed with the batch's.
+                    self._grids.add(image)
                 except InputError as exc:  # the monitor reports; it never breaks a prediction
                     unreadable = exc
-        with self._lock:
-            found = self._observe(candidates.scores, candidates.labels, vec)
+                else:
+                    self._grid_images.append(self._images + 1)
+                    if self._grids.full:
+                        self._flush_inputs()
+            found = self._observe(candidates.scores, candidates.labels)
             if unreadable is not None and self._may_fire("monitor.input_shape"):
                 found.append(
                     Finding(
@@ -221,6 +251,17 @@ class Monitor:
                 finding.emit()
         return found
 
+    def _sampled(self) -> bool:
+        """With input_every > 1: whether this image gets input statistics (the start-up, then the schedule)."""
+        seen = next(self._input_seen)
+        return seen < self.config.input_startup or self._input_schedule[seen & _SCHEDULE_MASK]
+
+    def _flush_inputs(self) -> None:
+        """Compute the statistics of the images gathered so far, all in one pass, into the input window."""
+        if self._grids.count:
+            self._input_window.add_many(self._grids.compute(), self._grid_images)
+            self._grid_images = []
+
     def observe_many(self, samples: Iterable[tuple[np.ndarray | None, Detections]]) -> list[Finding]:
         """Replay a recorded stream of ``(image, candidates)``; every finding raised, in order."""
         found: list[Finding] = []
@@ -228,7 +269,7 @@ class Monitor:
             found.extend(self.observe(image, candidates))
         return found
 
-    def _observe(self, scores: np.ndarray, labels: np.ndarray, vec: np.ndarray | None) -> list[Finding]:
+    def _observe(self, scores: np.ndarray, labels: np.ndarray) -> list[Finding]:
         # The per-image work: a handful of numpy calls on this image's candidates and one slot of each
         # ring buffer. Locals, not attributes, in the hot lines: each lookup is a measurable share.
         out: list[Finding] = []
@@ -318,9 +359,6 @@ class Monitor:
         if self._filled < self._window_size:
             self._filled += 1
 
-        if vec is not None:
-            self._input_window.add(vec, self._images)
-
         if self._images % self._check_every == 0:
             self._window_tests(out)
         return out
@@ -328,6 +366,9 @@ class Monitor:
     def _window_tests(self, out: list[Finding]) -> None:
         cfg = self.config
         self._flush_class_totals()
+        self._flush_inputs()
+        if self._inputs_baseline_pending and self._images >= min(cfg.baseline_images, cfg.window):
+            self._form_input_baseline()
         if self._baseline_pending and self._images >= min(cfg.baseline_images, cfg.window):
             self._form_baseline()
         if self._baseline is None:
@@ -338,7 +379,7 @@ class Monitor:
             if self._watch_classes:
                 self._check_classes(out)
         window = self._input_window
-        # After the start-up the input window fills slowly (1 image in input_every): its tests wait
+        # Sampled (input_every > 1), the input window fills slowly after the start-up: its tests wait
         # for a few new rows rather than re-testing the same ones.
         inputs_due = window.testable and window.fresh >= min(cfg.check_every, _FRESH_INPUT_ROWS)
         if inputs_due:
@@ -387,6 +428,7 @@ class Monitor:
             inv_detections=self._inv_detections[:n],
             class_counts=self._class_counts[:n],
             inputs=self._input_window.rows(),
+            input_grid=self.config.input_grid,
         )
         self._set_baseline(profile, f"the stream's first {n} images")
         logger.info(
@@ -395,6 +437,26 @@ class Monitor:
             n,
             self._input_window.filled,
         )
+
+    def _form_input_baseline(self) -> None:
+        """With a reference whose input part is of another recipe: the inputs seen so far become its input part."""
+        self._inputs_baseline_pending = False
+        rows = self._input_window.rows()
+        if not len(rows) or self._baseline is None:
+            return
+        inputs, chroma, chroma_std = input_summaries(rows)
+        words = f"the stream's first {len(rows)} images"
+        profile = attrs.evolve(
+            self._baseline,
+            inputs=inputs,
+            chroma_hist=chroma,
+            chroma_std=chroma_std,
+            input_recipe=stats.INPUT_RECIPE,
+            input_grid=self.config.input_grid,
+        )
+        self._input_window.set_reference(profile, words)
+        self._channel = ChannelOrderCheck(profile, self.config, self._n_classes, words)
+        logger.info("monitor: the input tests compare with %s from now on", words)
 
     def _flush_class_totals(self) -> None:
         """Add the class counts and score bins of the images observed since the last flush to the cumulative totals."""
@@ -673,21 +735,32 @@ class Monitor:
         )
 
     def _check_classes(self, out: list[Finding]) -> None:
-        ref = self._baseline
-        assert ref is not None
         cfg = self.config
         n = self._filled
         n_det = int(np.count_nonzero(self._inv_detections[:n]))
-        if n_det < cfg.min_images_with_detections:
-            return
-        share = (self._inv_detections[:n] @ self._class_counts[:n]) / n_det
+        if n_det >= cfg.min_images_with_detections:
+            share = (self._inv_detections[:n] @ self._class_counts[:n]) / n_det
+            if self._takeover(out, share, n_det, n):
+                return
+        # A takeover that starts mid-stream is diluted in the whole window (up to `window` images, most
+        # of them from before); the latest `min_window` images alone show it pure, as for the colour order.
+        if n > cfg.min_window:
+            recent = self._window_class_shares(cfg.min_window)
+            if recent is not None and recent[1] >= cfg.min_images_with_detections:
+                self._takeover(out, recent[0], recent[1], recent[2])
+
+    def _takeover(self, out: list[Finding], share: np.ndarray, n_det: int, n: int) -> bool:
+        """Whether one class's share of ``share`` (over ``n`` images, ``n_det`` with detections) took over."""
+        ref = self._baseline
+        assert ref is not None
+        cfg = self.config
         excess = share - self._ref_share
         c = int(np.argmax(excess))
         s, r = float(share[c]), float(self._ref_share[c])
         se = math.sqrt(max(s * (1 - s), 1e-12) / n_det + max(r * (1 - r), 1e-12) / ref.n_images_with_detections)
         z = (s - r) / se
         if s - r < cfg.takeover_margin or s < cfg.takeover_min_share or z < self._z:
-            return
+            return False
         if self._may_fire("monitor.class_takeover"):
             name = self.class_names[c] if self.class_names else str(c)
             out.append(
@@ -707,6 +780,7 @@ class Monitor:
                     },
                 )
             )
+        return True
 
     # -- scraping ------------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
@@ -724,7 +798,7 @@ class Monitor:
                 "images_empty_total": self._images_empty,
                 "images_without_candidates_total": self._images_without_candidates,
                 "images_nonfinite_total": self._images_nonfinite,
-                "input_images_total": self._input_window.images,
+                "input_images_total": self._input_window.images + self._grids.count,
                 "candidates_total": self._candidates,
                 "detections_total": self._detections,
                 "detections_by_class_total": {

@@ -170,6 +170,15 @@ class ReferenceProfile:
     source: str = ""  # where the images came from, in words
     created: str = ""
     schema_version: int = SCHEMA_VERSION
+    # How the input part was computed (stats.INPUT_RECIPE and the grid side); a profile written before
+    # these were recorded reads as recipe 1 on a 64² grid. Inputs are compared only at the same recipe.
+    input_recipe: int = stats.INPUT_RECIPE
+    input_grid: int = stats.INPUT_GRID
+
+    @property
+    def inputs_current(self) -> bool:
+        """Whether the input part can be compared with input statistics computed now (same recipe, grid)."""
+        return stats.inputs_comparable(self.input_recipe, self.input_grid)
 
     def __attrs_post_init__(self) -> None:
         if len(self.candidate_score_hist) != self.score_bins or len(self.max_score_hist) != self.score_bins + 1:
@@ -215,7 +224,7 @@ class ReferenceProfile:
         class_names: Sequence[str] | None = None,
         threshold_key: str | None = None,
         score_bins: int = 20,
-        input_grid: int = 64,
+        input_grid: int = stats.INPUT_GRID,
     ) -> ReferenceProfile:
         """A profile from ``(image_rgb, candidates)`` pairs of validation images.
 
@@ -263,6 +272,8 @@ class ReferenceProfile:
             )
         try:
             fields = dict(data)
+            fields.setdefault("input_recipe", stats.LEGACY_INPUT_RECIPE)
+            fields.setdefault("input_grid", stats.LEGACY_INPUT_GRID)
             for key in ("max_score", "candidates_per_image", "detections_per_image"):
                 fields[key] = _summary_from_json(fields[key], f"{source}: {key}")
             if fields.get("inputs") is not None:
@@ -332,7 +343,7 @@ class ProfileBuilder:
         class_names: Sequence[str] | None = None,
         threshold_key: str | None = None,
         score_bins: int = 20,
-        input_grid: int = 64,
+        input_grid: int = stats.INPUT_GRID,
     ) -> None:
         self.score_threshold = float(score_threshold)
         self.class_names = None if class_names is None else tuple(class_names)
@@ -350,7 +361,8 @@ class ProfileBuilder:
         self._share_sum: dict[int, float] = {}
         self._counts: dict[int, int] = {}
         self._n_with_dets = 0
-        self._inputs: list[np.ndarray] = []
+        self._inputs: list[np.ndarray] = []  # input statistics, one block of rows per computed batch
+        self._grids = stats.GridBatch(64, self.input_grid)
         self._swapped_share_sum: dict[int, float] = {}
         self._swapped_with_dets = 0
         self._pairs: dict[tuple[int, int], int] = {}
@@ -376,7 +388,9 @@ class ProfileBuilder:
                 self._counts[label] = self._counts.get(label, 0) + count
                 self._share_sum[label] = self._share_sum.get(label, 0.0) + count / out.n_detections
         if image is not None:
-            self._inputs.append(stats.image_statistics(image, self.input_grid))
+            self._grids.add(image)
+            if self._grids.full:
+                self._inputs.append(self._grids.compute())
 
     def add_swapped(self, candidates: Detections, given: Detections | None = None) -> None:
         """Record the candidates of a validation image fed with red and blue swapped.
@@ -427,7 +441,10 @@ class ProfileBuilder:
         pairs = None
         if self._pairs and all(0 <= a < n_classes and 0 <= b < n_classes for a, b in self._pairs):
             pairs = [self._pairs.get((a, b), 0) for a in range(n_classes) for b in range(n_classes)]
-        inputs, chroma, chroma_std = input_summaries(np.stack(self._inputs)) if self._inputs else (None, None, None)
+        if self._grids.count:
+            self._inputs.append(self._grids.compute())
+        table = np.concatenate(self._inputs) if self._inputs else None
+        inputs, chroma, chroma_std = input_summaries(table) if table is not None else (None, None, None)
         return ReferenceProfile(
             score_threshold=self.score_threshold,
             threshold_key=self.threshold_key,
@@ -453,6 +470,7 @@ class ProfileBuilder:
             swap_pairs=pairs,
             source=self.source,
             created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            input_grid=self.input_grid,
         )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from functools import lru_cache
 from statistics import NormalDist
+from typing import Any
 
 import numpy as np
 
@@ -27,7 +28,7 @@ INPUT_STATS: tuple[str, ...] = (
     "height",
     "width",
 )
-# After the named statistics, the vector holds a 5 × 5 opponent-colour histogram (see chroma_histogram).
+# After the named statistics, the vector holds a 5 × 5 opponent-colour histogram (see GridBatch).
 CHROMA_SIDE = 5
 CHROMA_BINS = CHROMA_SIDE * CHROMA_SIDE
 CHROMA = slice(len(INPUT_STATS), len(INPUT_STATS) + CHROMA_BINS)
@@ -37,18 +38,232 @@ BRIGHTNESS, CONTRAST, NOISE, COLOURFULNESS, GRAY_FRACTION, MEAN_R, MEAN_G, MEAN_
     len(INPUT_STATS)
 )
 
+# What the input statistics are: bump INPUT_RECIPE when the numbers image_statistics gives change.
+# A profile records the recipe and grid of its input part; a monitor or diagnose compares images with
+# that part only when both match (inputs_comparable), so an older profile is never compared unlike.
+INPUT_RECIPE = 2  # 2: a 24 × 24 grid, the opponent colours of every grid pixel, one pass over a batch
+INPUT_GRID = 24
+# A profile that records no recipe was written by recipe 1: a 64 × 64 grid, colours of every 4th pixel.
+LEGACY_INPUT_RECIPE, LEGACY_INPUT_GRID = 1, 64
 
-_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # BT.601
+_LUMA = (0.299, 0.587, 0.114)  # BT.601
+# Each grid pixel is gathered as the 8 bytes that start at its left neighbour:
+# R G B of the left neighbour, R G B of the pixel, R G of the right neighbour.
+_LEFT_G, _R, _G, _B, _RIGHT_G = 1, 3, 4, 5, 7
+# A pixel's opponent colours in one byte: 7 × class(R − G) + class(B − G), each difference in 7 classes,
+# < −48, −48..−17, −16..−3, −2..2, 3..15, 16..47, ≥ 48 levels: the 5 histogram bins of each axis, the
+# middle one split so that class 3 on both axes is a gray pixel (both differences within 2 levels).
+_CLASSES = 7
+_CLASS_BIN = (0, 1, 2, 2, 2, 3, 4)  # class -> histogram bin of that axis
+_GRAY_CODE = 3 * _CLASSES + 3
+_CLIP = 64  # differences are clipped to −64..63 (+64: one byte); no class boundary lies beyond
 
 
-def image_statistics(image: np.ndarray, grid: int = 64) -> np.ndarray:
-    """The input statistics of one image, from a fixed strided grid of at most ``grid`` × ``grid`` pixels.
+@lru_cache(maxsize=1)
+def _tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The class look-up tables (clipped difference + 64 -> 7 × class, -> class) and the code -> bin matrix."""
+    d = np.arange(256) - _CLIP
+    cls = np.searchsorted(np.array([-48, -16, -2, 3, 16, 48]), d, side="right").astype(np.uint8)
+    cls[d >= _CLIP] = 0  # unused entries
+    to_bins = np.zeros((_CLASSES * _CLASSES, CHROMA_BINS + 1), dtype=np.float64)
+    for c1 in range(_CLASSES):
+        for c2 in range(_CLASSES):
+            to_bins[_CLASSES * c1 + c2, CHROMA_SIDE * _CLASS_BIN[c1] + _CLASS_BIN[c2]] = 1.0
+    to_bins[_GRAY_CODE, CHROMA_BINS] = 1.0  # the last column counts the gray pixels
+    return (_CLASSES * cls).astype(np.uint8), cls, to_bins
 
-    ``image`` is ``H×W×3`` RGB (or ``H×W`` gray), normally uint8. Only basic slicing is used, so the
-    cost does not grow with the image: the grid pixels are copied once into a planar float32 array,
-    and the green values of their left and right neighbours are read for the high-frequency estimate.
+
+class GridBatch:
+    """Grids of pixels gathered from images one at a time; their statistics computed together.
+
+    ``add`` copies one image's grid, at most ``grid`` × ``grid`` pixels on a fixed stride, each with
+    its left and right neighbours, into a fixed buffer: for a C-contiguous RGB uint8 image that is
+    one strided copy of 8 bytes per grid pixel, whatever the image size. ``compute`` turns every
+    gathered grid into its statistics vector in one pass of OpenCV's vectorised routines over the
+    whole batch (one image per row): a numpy or OpenCV call costs about a microsecond whatever its
+    size, paid here once per batch, not once per image.
+
+    The statistics of one image (:data:`INPUT_STATS`, then the opponent-colour histogram): mean
+    luminance and its standard deviation; the mean absolute horizontal second difference of green
+    over green's standard deviation + 1 (noise raises it, blur lowers it, a contrast change leaves it
+    alone); the mean of (|R − G| + |B − G|) / 2; the share of pixels whose channels differ by at most
+    2 levels; the channel means; the size; the shares of pixels over a 5 × 5 grid of opponent colours
+    (R − G) × (B − G), rows R − G, each axis < −48, −48..−16, −16..16, 16..48, ≥ 48 levels. Swapping
+    red and blue swaps the histogram's axes: the reference's transpose is what a swapped stream would
+    look like, at no extra cost.
+
+    Not thread-safe: the Monitor calls it under its lock.
     """
-    arr = np.asarray(image)
+
+    def __init__(self, capacity: int, grid: int = INPUT_GRID) -> None:
+        if capacity < 1 or capacity > 255 or grid < 2:
+            raise ValueError(f"a grid batch needs 1 <= capacity <= 255 and grid >= 2, got {capacity} and {grid}")
+        self.capacity = capacity
+        self.grid = grid
+        self._cells = grid * grid
+        self._words = np.zeros((capacity, self._cells), dtype="<u8")
+        self._sizes: list[tuple[int, int, int]] = []  # height, width, grid pixels (negative: too narrow)
+        # Image shape -> each slot's target view, the gather's strides and the image's sizes.
+        self._known: dict[tuple[int, ...], tuple[list[np.ndarray], tuple[int, int], tuple[int, int, int]]] = {}
+        self._extent = [0] * capacity  # how far each slot holds data (the rest is zero)
+        self._work: tuple[list[np.ndarray], list[np.ndarray]] | None = None
+        self._rows = np.empty((0, 0), np.uint8)
+
+    @property
+    def count(self) -> int:
+        return len(self._sizes)
+
+    @property
+    def full(self) -> bool:
+        return len(self._sizes) == self.capacity
+
+    def add(self, image: Any) -> None:
+        """Gather one image's grid (``H×W×3`` RGB or ``H×W`` gray); an InputError if it has another shape."""
+        sizes = self._sizes
+        k = len(sizes)
+        if k == self.capacity:
+            raise ValueError("the grid batch is full: compute() it first")
+        # The hot path, for a C-contiguous RGB uint8 image of a shape seen before: one strided copy.
+        known = self._known.get(image.shape) if type(image) is np.ndarray and image.dtype == np.uint8 else None
+        if known is not None and image.flags.c_contiguous:
+            targets, strides, size = known
+            target = targets[k]
+            if size[2] < self._extent[k]:
+                self._words[k, size[2] : self._extent[k]] = 0
+            self._extent[k] = size[2]
+            target[...] = np.ndarray(target.shape, "<u8", image, 0, strides)
+            sizes.append(size)
+            return
+        self._add_any(image, k)
+
+    def _add_any(self, image: Any, k: int) -> None:
+        arr = np.asarray(image)
+        direct = arr.ndim == 3 and arr.shape[2] == 3 and arr.shape[1] >= 3 and arr.dtype == np.uint8
+        if direct and arr.flags.c_contiguous:
+            h, w, src = arr.shape[0], arr.shape[1], arr
+        else:
+            h, w, src = _rgb_rows(arr, self.grid)
+        slot = self._words[k]
+        if h == 0 or w == 0:
+            slot[:] = 0
+            self._extent[k] = 0
+            self._sizes.append((h, w, 0))
+            return
+        row_stride, gy, col_stride, gx = _grid_geometry(h, src.shape[1], self.grid, src.strides[0], src is arr)
+        n = gy * gx
+        targets = [self._words[i, :n].reshape(gy, gx) for i in range(self.capacity)]
+        size = (h, w, n if w >= 3 else -n)  # negative: too narrow for the second difference
+        if src is arr:  # remember the shape: the next image like it takes the hot path
+            if len(self._known) >= 16:  # a stream of ever-new sizes: keep the memory bounded
+                self._known.clear()
+            self._known[arr.shape] = (targets, (row_stride, col_stride), size)
+        slot[n:] = 0
+        self._extent[k] = n
+        targets[k][...] = np.ndarray((gy, gx), "<u8", src, 0, (row_stride, col_stride))
+        self._sizes.append(size)
+
+    def _scratch(self, k: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Work planes for ``k`` images, allocated once: OpenCV then writes into them instead of allocating."""
+        if self._work is None:
+            shape = (self.capacity, self._cells)
+            self._work = [np.empty(shape, np.uint8) for _ in range(8)], [np.empty(shape, np.float32) for _ in range(4)]
+            # Each cell's image (row) index, the second axis of the per-image histograms.
+            self._rows = np.repeat(np.arange(self.capacity, dtype=np.uint8), self._cells).reshape(shape)
+        u8, f32 = self._work
+        return [a[:k] for a in u8], [a[:k] for a in f32]
+
+    def compute(self) -> np.ndarray:
+        """The statistics vectors of the images gathered since the last call, one row each; empties the batch."""
+        import cv2 as _cv2  # a dependency; imported here so that importing the monitor stays light
+
+        cv2: Any = _cv2  # its stubs know no scalar operands
+
+        k, cells = len(self._sizes), self._cells
+        out = np.zeros((k, VECTOR_SIZE), dtype=np.float64)
+        if not k:
+            return out
+        sizes = np.array(self._sizes, dtype=np.float64)
+        self._sizes = []
+        times_seven, classes, to_bins = _tables()
+        u8, f32 = self._scratch(k)
+        left, red, green, blue, right, t1, t2, t3 = u8
+        pixels = self._words[:k].view(np.uint8).reshape(k, cells, 8)  # one image per row, 8 channels
+        for plane, channel in ((left, _LEFT_G), (red, _R), (green, _G), (blue, _B), (right, _RIGHT_G)):
+            cv2.extractChannel(pixels, channel, plane)
+
+        def row_sums(plane: np.ndarray) -> np.ndarray:  # uint8 -> int32 per image: OpenCV's fast case
+            return cv2.reduce(plane, 1, cv2.REDUCE_SUM, dtype=cv2.CV_32S)[:, 0].astype(np.float64)
+
+        def row_sums_f(plane: np.ndarray) -> np.ndarray:
+            return cv2.reduce(plane, 1, cv2.REDUCE_SUM, dtype=cv2.CV_64F)[:, 0]
+
+        means = np.stack([row_sums(red), row_sums(green), row_sums(blue)], axis=1)
+        spread = row_sums(cv2.absdiff(red, green, t1)) + row_sums(cv2.absdiff(blue, green, t1))
+        # Each difference clipped to −64..63 and shifted by 64, in saturating uint8 arithmetic: one of
+        # (R − G)+ and (G − R)+ is 0, so 64 + (R − G)+ − (G − R)+ is the difference shifted, floored at 0.
+        for a, b, code in ((red, green, t2), (blue, green, t3)):
+            cv2.add(cv2.subtract(a, b, t1), 64, t1)
+            cv2.subtract(t1, cv2.subtract(b, a, code), t1)
+            cv2.LUT(cv2.min(t1, 2 * _CLIP - 1, t1), times_seven if code is t2 else classes, code)
+        code = cv2.add(t2, t3, t1)
+        hist = cv2.calcHist([code, self._rows[:k]], [0, 1], None, [_CLASSES**2, k], [0, _CLASSES**2, 0, k])
+        bins = hist.T.astype(np.float64) @ to_bins  # (k, 25 bins + gray)
+        g, lum, f1, f2 = f32
+        np.copyto(g, green)
+        np.copyto(f1, left)
+        np.copyto(f2, right)
+        cv2.add(f1, f2, f1)
+        cv2.add(g, g, f2)
+        noise_sum = row_sums_f(cv2.absdiff(f1, f2, f1))
+        np.copyto(f1, red)
+        np.copyto(f2, blue)
+        cv2.scaleAdd(f2, _LUMA[2], cv2.addWeighted(f1, _LUMA[0], g, _LUMA[1], 0.0, lum), lum)
+        sum_lum2 = row_sums_f(cv2.multiply(lum, lum, f1))
+        sum_g2 = row_sums_f(cv2.multiply(g, g, f2))
+
+        signed = sizes[:, 2]
+        n = np.abs(signed)
+        # Unused cells hold zeros, a black pixel with black neighbours: they add nothing to the sums
+        # and count as gray pixels of the middle bin, taken back here.
+        pad = cells - n
+        bins[:, CHROMA_SIDE * 2 + 2] -= pad
+        bins[:, CHROMA_BINS] -= pad
+        inv = 1.0 / np.maximum(n, 1.0)
+        means *= inv[:, None]
+        brightness = means @ np.array(_LUMA)
+        out[:, BRIGHTNESS] = brightness
+        out[:, CONTRAST] = np.sqrt(np.maximum(sum_lum2 * inv - brightness * brightness, 0.0))
+        green_std = np.sqrt(np.maximum(sum_g2 * inv - means[:, 1] * means[:, 1], 0.0))
+        out[:, NOISE] = np.where(signed > 0, noise_sum * inv / (green_std + 1.0), 0.0)
+        out[:, COLOURFULNESS] = 0.5 * spread * inv
+        out[:, GRAY_FRACTION] = bins[:, CHROMA_BINS] * inv
+        out[:, MEAN_R : MEAN_B + 1] = means
+        out[:, HEIGHT] = sizes[:, 0]
+        out[:, WIDTH] = sizes[:, 1]
+        out[:, CHROMA] = bins[:, :CHROMA_BINS] * inv[:, None]
+        return out
+
+
+def _grid_geometry(h: int, w: int, grid: int, row_bytes: int, full_rows: bool) -> tuple[int, int, int, int]:
+    """(row stride in bytes, grid rows, column stride in bytes, grid columns) for an image ``h`` × ``w``.
+
+    Ceiling division: at most ``grid`` × ``grid`` pixels. Columns 1 .. w − 2 (each pixel needs both
+    neighbours); rows 0, sy, 2 sy, ... of the image (``full_rows``) or every row of rows taken already.
+    """
+    sy = max(1, -(-h // grid))
+    gy = -(-h // sy)
+    sx = max(1, -(-(w - 2) // grid))
+    gx = -(-(w - 2) // sx)
+    return (row_bytes * sy if full_rows else row_bytes), gy, 3 * sx, gx
+
+
+def _rgb_rows(arr: np.ndarray, grid: int) -> tuple[int, int, np.ndarray]:
+    """Any readable image's grid rows as a C-contiguous uint8 RGB array at least 3 pixels wide.
+
+    For the cases the direct gather cannot read: gray images (three equal channels), views with
+    other strides, other dtypes (rounded and clipped to 0..255 levels), images narrower than 3
+    pixels (edges repeated; their second difference is not used). Returns (height, width, rows).
+    """
     if arr.ndim == 2:
         arr = arr[:, :, None]
     elif arr.ndim != 3 or arr.shape[2] not in (1, 3):
@@ -57,89 +272,29 @@ def image_statistics(image: np.ndarray, grid: int = 64) -> np.ndarray:
             expected="H×W×3",
             found=arr.shape,
         )
-    h, w, channels = arr.shape
-    out = np.zeros(VECTOR_SIZE, dtype=np.float64)
-    out[HEIGHT], out[WIDTH] = h, w
+    h, w = arr.shape[0], arr.shape[1]
     if h == 0 or w == 0:
-        return out
-    # Ceiling division: at most grid × grid samples, whatever the image size.
-    sy = max(1, -(-h // grid))
-    wide = w >= 3
-    sx = max(1, -(-(w - 2) // grid)) if wide else 1
-    x0, x1 = (1, w - 1) if wide else (0, w)
-    view = arr[::sy, x0:x1:sx]
-    gy, gx = view.shape[:2]
-    green = channels // 2  # green, or the only channel
-    # One planar float32 copy (channel, pixel), each row contiguous so every reduction below is a
-    # fast BLAS or contiguous loop; rows 3 and 4 hold the green of the left and right neighbours.
-    # Every step below is one numpy call on at most 4096 values: the cost is the number of calls.
-    planes = np.empty((channels + 2, gy, gx), dtype=np.float32)
-    planes[:channels] = view.transpose(2, 0, 1)
-    if wide:
-        planes[channels] = arr[::sy, x0 - 1 : x1 - 1 : sx, green]
-        planes[channels + 1] = arr[::sy, x0 + 1 : x1 + 1 : sx, green]
-    flat = planes.reshape(channels + 2, -1)
-    n = flat.shape[1]
-    unit = ones(n)
-    means = (flat[:channels] @ unit) / n
-    g = flat[green]
-    if channels == 3:
-        lum = _LUMA @ flat[:3]
-        brightness = float(_LUMA @ means)
-    else:
-        lum, brightness = g - np.float32(0.0), float(means[0])
-    lum -= np.float32(brightness)
-    out[BRIGHTNESS] = brightness
-    out[CONTRAST] = math.sqrt(max(float(lum @ lum) / n, 0.0))
-    if wide:
-        # Horizontal second difference of green: noise raises it, blur lowers it. Divided by green's
-        # spread, so a contrast change leaves it alone and a grayscale conversion (green replaced by
-        # luminance) barely moves it.
-        second = flat[channels] + flat[channels + 1]
-        second -= g
-        second -= g
-        np.abs(second, out=second)
-        g -= np.float32(means[green])  # the planes are ours: green is not needed as it was any more
-        out[NOISE] = float(second @ unit) / n / (math.sqrt(float(g @ g) / n) + 1.0)
-        g += np.float32(means[green])
-    if channels == 3:
-        opp = flat[0:3:2] - g  # R − G and B − G, one call
-        out[CHROMA] = _opponent_histogram(opp)
-        np.abs(opp, out=opp)  # |R − G| and |G − B|
-        spread = opp @ unit
-        out[COLOURFULNESS] = 0.5 * (float(spread[0]) + float(spread[1])) / n
-        out[GRAY_FRACTION] = np.count_nonzero(np.maximum(opp[0], opp[1], out=opp[0]) <= 2.0) / n
-        out[MEAN_R], out[MEAN_G], out[MEAN_B] = means
-    else:
-        out[GRAY_FRACTION] = 1.0
-        out[MEAN_R] = out[MEAN_G] = out[MEAN_B] = means[0]
-        out[len(INPUT_STATS) + _CHROMA_GRAY] = 1.0
-    return out
+        return h, w, np.zeros((0, 3, 3), np.uint8)
+    rows = arr[:: max(1, -(-h // grid))]
+    if rows.dtype != np.uint8:
+        rows = np.clip(np.rint(rows.astype(np.float64)), 0, 255).astype(np.uint8)
+    if rows.shape[2] == 1:
+        rows = np.repeat(rows, 3, axis=2)
+    if w < 3:
+        rows = np.pad(rows, ((0, 0), (1, 1), (0, 0)), mode="edge")
+    return h, w, np.ascontiguousarray(rows)
 
 
-_CHROMA_CODE = np.array([CHROMA_SIDE, 1], dtype=np.intp)
+def image_statistics(image: np.ndarray, grid: int = INPUT_GRID) -> np.ndarray:
+    """The input statistics vector of one image (see :class:`GridBatch`; the monitor batches them)."""
+    batch = GridBatch(1, grid)
+    batch.add(image)
+    return batch.compute()[0]
 
 
-def _opponent_histogram(opp: np.ndarray, step: int = 4) -> np.ndarray:
-    """:func:`chroma_histogram` of the opponent rows ``(R − G, B − G)``, every ``step``-th pixel."""
-    q = opp[:, ::step] * np.float32(1.0 / 32.0)
-    q += np.float32(2.5)
-    np.maximum(q, 0.0, out=q)
-    np.minimum(q, CHROMA_SIDE - 0.5, out=q)
-    codes = _CHROMA_CODE @ q.astype(np.intp)
-    return np.bincount(codes, minlength=CHROMA_BINS) / codes.size
-
-
-def chroma_histogram(flat: np.ndarray, step: int = 4) -> np.ndarray:
-    """Proportions of pixels over a 5 × 5 grid of opponent colours (R − G) × (B − G), row-major.
-
-    ``flat`` holds the R, G and B rows of the sampled pixels. Each axis has bins < −48, −48..−16,
-    −16..16, 16..48, ≥ 48 levels. Swapping red and blue swaps the two axes, so the histogram of a
-    BGR image is the transpose of its RGB histogram: the reference's transpose is what a swapped
-    stream would look like, at no extra cost. Every ``step``-th pixel is used (about 1000): colour
-    is a population property of the window.
-    """
-    return _opponent_histogram(flat[0:3:2] - flat[1], step)
+def inputs_comparable(recipe: int, grid: int, monitor_grid: int = INPUT_GRID) -> bool:
+    """Whether a profile's input part (computed by ``recipe`` on ``grid``) can be compared with this one's."""
+    return recipe == INPUT_RECIPE and grid == monitor_grid
 
 
 def swap_chroma(hist: np.ndarray) -> np.ndarray:
