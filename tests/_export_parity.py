@@ -44,22 +44,35 @@ class Matched:
     max_score_diff: float
 
 
-def assert_export_parity(ref: Any, got: Any, threshold: float, where: str = "") -> Matched:
-    """Assert the issue's parity between ``ref`` (the framework's evaluation) and ``got`` (ONNX)."""
+def assert_export_parity(
+    ref: Any, got: Any, threshold: float, where: str = "", box_atol: float = 0.0, allowed: int = 0
+) -> Matched:
+    """Assert the issue's parity between ``ref`` (the framework's evaluation) and ``got`` (ONNX).
+
+    ``box_atol`` > 0 also accepts two boxes whose corners differ by at most that many pixels: for
+    the candidates far below the threshold, where sub-pixel boxes make the IoU ill-conditioned.
+    ``allowed``: how many detections of either side may go unmatched (candidates only).
+    """
+    misses: list[str] = []
     cut = threshold + MARGIN
     rb, rs, rl = np.asarray(ref.boxes), np.asarray(ref.scores), np.asarray(ref.labels)
     gb, gs, gl = np.asarray(got.boxes), np.asarray(got.scores), np.asarray(got.labels)
     used = np.zeros(len(gb), bool)
     overlaps = iou(rb, gb) if len(rb) and len(gb) else np.zeros((len(rb), len(gb)))
+    if box_atol > 0 and len(rb) and len(gb):
+        close = np.abs(rb[:, None, :] - gb[None, :, :]).max(axis=-1) <= box_atol
+        overlaps = np.where(close, np.maximum(overlaps, MIN_IOU), overlaps)
     worst_iou, worst_score = 1.0, 0.0
     strong = np.nonzero(rs > cut)[0]
     for i in strong[np.argsort(-rs[strong])]:
         ok = (~used) & (gl == rl[i]) & (overlaps[i] >= MIN_IOU) & (np.abs(gs - rs[i]) <= SCORE_TOL)
-        assert ok.any(), (
-            f"{where}: framework detection {i} (label {rl[i]}, score {rs[i]:.6f}, box {rb[i].tolist()}) has no "
-            f"ONNX match; best IoU of the same label "
-            f"{float(overlaps[i][gl == rl[i]].max(initial=0.0)):.6f}"
-        )
+        if not ok.any():
+            misses.append(
+                f"{where}: framework detection {i} (label {rl[i]}, score {rs[i]:.6f}, box {rb[i].tolist()}) has no "
+                f"ONNX match; best IoU of the same label {float(overlaps[i][gl == rl[i]].max(initial=0.0)):.6f}"
+            )
+            assert len(misses) <= allowed, "\n".join(misses)
+            continue
         j = int(np.nonzero(ok)[0][np.argmax(overlaps[i][ok])])
         used[j] = True
         worst_iou = min(worst_iou, float(overlaps[i, j]))
@@ -68,9 +81,25 @@ def assert_export_parity(ref: Any, got: Any, threshold: float, where: str = "") 
     for j in extra:
         # An ONNX detection above the cut must be one the framework has too (its twin scored at or
         # below the cut by less than the score tolerance is fine).
-        near = (rl == gl[j]) & (iou(gb[j : j + 1], rb)[0] >= MIN_IOU) & (np.abs(rs - gs[j]) <= SCORE_TOL)
-        assert near.any(), f"{where}: extra ONNX detection {j} (label {gl[j]}, score {gs[j]:.6f}) above {cut:.4f}"
+        near = (rl == gl[j]) & (overlaps[:, j] >= MIN_IOU) & (np.abs(rs - gs[j]) <= SCORE_TOL)
+        if not near.any():
+            misses.append(f"{where}: extra ONNX detection {j} (label {gl[j]}, score {gs[j]:.6f}) above {cut:.4f}")
+            assert len(misses) <= allowed, "\n".join(misses)
     return Matched(n=len(strong), min_iou=worst_iou, max_score_diff=worst_score)
+
+
+def assert_candidates_parity(ref: Any, got: Any, where: str = "") -> Matched:
+    """Parity of the candidates below the threshold, above where either list was cut.
+
+    The candidates end at a floor or a count (max_per_img; mmdet's two-stage cap on the pairs sent
+    into NMS, frameworks/mmdet/adapter.py): at that boundary a score difference of 1e-6 decides
+    which candidate is in. Compared above the higher of the two lists' last scores; 2 % of them (at
+    least 2) may differ, as seen where a tiny difference decides another discrete step (a box on a
+    pyramid level boundary is pooled from the next level).
+    """
+    lows = [float(np.min(d.scores)) for d in (ref, got) if len(d.scores)]
+    allowed = max(2, len(ref.scores) // 50)
+    return assert_export_parity(ref, got, max(lows, default=0.0), where=where, box_atol=1e-3, allowed=allowed)
 
 
 def sized_images(sources: Iterable[Path], folder: Path, shapes: Iterable[tuple[int, int]]) -> list[Path]:
@@ -94,7 +123,7 @@ _SCRIPT = textwrap.dedent(
     """
     import json, sys
 
-    BLOCKED = {blocked!r}
+    BLOCKED = set({blocked!r})
 
     class Block:
         def find_spec(self, name, path=None, target=None):

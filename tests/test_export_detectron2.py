@@ -8,7 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _export_parity import SHAPES, assert_export_parity, predict_without_frameworks, sized_images
+from _export_parity import (
+    SHAPES,
+    assert_candidates_parity,
+    assert_export_parity,
+    predict_without_frameworks,
+    sized_images,
+)
 from _zoo_models import D2_TEST_SIZE, _cached, _d2_build, _load, d2_reference_yacs, detectron2_model, zoo_images
 
 from safepredict import InputError, IntegrityError, SafePredictor, UnsupportedModelError
@@ -41,7 +47,7 @@ def images(tmp_path_factory, d2_fixture):
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory, d2_fixture):
-    predictor = SafePredictor.from_checkpoint(d2_fixture.checkpoint, monitor=False)
+    predictor = SafePredictor.from_checkpoint(d2_fixture.checkpoint, monitor=False, class_names=d2_fixture.class_names)
     path = predictor.export(tmp_path_factory.mktemp("d2-export") / "model.onnx")
     return predictor, path
 
@@ -56,7 +62,7 @@ def test_fixture_parity_with_detectron2_evaluation(d2_fixture, exported, images)
         matched = assert_export_parity(ref, onnx.predict(image), predictor.score_threshold, where=image.name)
         total += matched.n
         # The candidates below the threshold (what the monitor sees) agree as well.
-        assert_export_parity(predictor.predict_candidates(image)[1], onnx.predict_candidates(image)[1], 0.0)
+        assert_candidates_parity(predictor.predict_candidates(image)[1], onnx.predict_candidates(image)[1], image.name)
     assert total > 0, "the fixture detected nothing above the threshold: parity would be vacuous"
 
 
@@ -147,13 +153,24 @@ def test_zoo_parity_with_detectron2_evaluation(family, tmp_path):
     onnx = SafePredictor.from_onnx(path, monitor=False)
     _, run = d2_reference_yacs(zoo.config, zoo.checkpoint)
     images = [*zoo.images, *sized_images(zoo.images, tmp_path / "sized", SHAPES[:3])]
-    counts = []
+    counts, below = [], []
     for image in images:
         ref = _as_detections(run(image))
-        matched = assert_export_parity(ref, onnx.predict(image), zoo.score_threshold, where=f"{family} {image.name}")
+        # The random zoo weights give some sub-pixel boxes, where an IoU of 0.999 asks for corners
+        # within 1e-6 px: those are matched by corner distance (1e-3 px) instead.
+        matched = assert_export_parity(
+            ref, onnx.predict(image), zoo.score_threshold, where=f"{family} {image.name}", box_atol=1e-3
+        )
         counts.append(matched.n)
-    print(f"{family}: detections above the threshold + 0.01 per image: {counts}")
-    assert sum(counts[: len(zoo.images)]) > 0, "nothing to compare above the threshold + 0.01"
+        # A zoo threshold sits between two scores near the top (it keeps 25 detections an image):
+        # the candidates down to the floor (the framework's own code with its threshold lowered)
+        # are compared too, so that most of the model's outputs are.
+        candidates = assert_candidates_parity(
+            predictor.predict_candidates(image)[1], onnx.predict_candidates(image)[1], where=image.name
+        )
+        below.append(candidates.n)
+    print(f"{family}: above the threshold + 0.01 per image: {counts}; candidates compared: {below}")
+    assert sum(below) > 0, "nothing to compare above the candidate floor"
 
 
 def test_an_unsupported_family_is_named():

@@ -226,7 +226,8 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarr
         w = np.maximum(F32(0), np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]))
         h = np.maximum(F32(0), np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]))
         inter = w * h
-        iou = inter / (areas[i] + areas[rest] - inter)
+        with np.errstate(divide="ignore", invalid="ignore"):  # 0/0 is NaN, never above the threshold, as in C
+            iou = inter / (areas[i] + areas[rest] - inter)
         suppressed[rest[iou > thr]] = True
     return order[np.asarray(keep, np.int64)]
 

@@ -87,7 +87,7 @@ def _export_module(
                         opset_version=OPSET,
                         dynamo=True,
                         verbose=False,
-                        dynamic_shapes=tuple(shapes[n] for n in names),
+                        dynamic_shapes=_shapes_for(module, [shapes[n] for n in names]),
                         external_data=False,
                         optimize=True,
                     )
@@ -115,6 +115,16 @@ def _export_module(
         found=errors,
         fix="report the model's config; run it with SafePredictor on PyTorch meanwhile",
     )
+
+
+def _shapes_for(module: Any, shapes: list[Any]) -> tuple[Any, ...]:
+    """``dynamic_shapes`` in the structure of ``module.forward``'s signature (``*args`` nests them)."""
+    import inspect
+
+    params = list(inspect.signature(module.forward).parameters.values())
+    if params and params[0].kind is inspect.Parameter.VAR_POSITIONAL:
+        return (tuple(shapes),)
+    return tuple(shapes)
 
 
 def _merge(dense: Any, roi: Any | None, roi_defaults: dict[str, Any]) -> Any:
