@@ -27,7 +27,7 @@ from safepredict.contract import (
     diff,
 )
 from safepredict.errors import ConfigError, FrameworkNotInstalled, SafePredictError, TrainingArtifactNotFound
-from safepredict.frameworks import safe_yaml
+from safepredict.frameworks import config_cache, safe_yaml
 from safepredict.frameworks.artifact import TrainingArtifact
 from safepredict.frameworks.base import config_value
 from safepredict.frameworks.detectron2.keys import head_keys
@@ -93,6 +93,11 @@ def load_config(config: Any, *, trust: bool = False) -> tuple[Any, str]:
         # Before anything locates (imports) or instantiates a target of it.
         safe_yaml.check_lazy_targets(lazy, str(path), trust)
         return lazy, str(path)
+    # The same bytes were read in this process: their merged config, without reading them again.
+    cache_key = config_cache.key_of(path, trust)
+    cached = config_cache.get(cache_key)
+    if cached is not None:
+        return cached, str(path)
     cfg = d2config.get_cfg()
     if trust:
         logger.info("trusted: running Detectron2's own config loader (merge_from_file) on %s", path)
@@ -114,6 +119,7 @@ def load_config(config: Any, *, trust: bool = False) -> tuple[Any, str]:
             raise ConfigError(f"Detectron2 config {path} could not be merged: {exc2}", source=str(path)) from exc2
     except Exception as exc:
         raise ConfigError(f"Detectron2 config {path} could not be read: {exc}", source=str(path)) from exc
+    config_cache.put(cache_key, cfg, path)
     return cfg, str(path)
 
 
