@@ -110,7 +110,6 @@ def test_export_environment_yml(folder: Path, tmp_path: Path) -> None:
 def test_export_explicit_without_conda_exit_2(folder: Path, tmp_path: Path) -> None:
     out = run(
         "export-conda",
-        "--lock",
         "safepredict.lock",
         "--format",
         "explicit",
@@ -173,9 +172,7 @@ def test_short_out_option_for_lock_and_export(folder: Path, tmp_path: Path) -> N
     out = run("lock", "-o", str(tmp_path / "short.lock"), cwd=folder)
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "short.lock").is_file()
-    out = run(
-        "export-conda", "--lock", str(tmp_path / "short.lock"), "-o", str(tmp_path / "environment.yml"), cwd=folder
-    )
+    out = run("export-conda", str(tmp_path / "short.lock"), "-o", str(tmp_path / "environment.yml"), cwd=folder)
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "environment.yml").is_file()
 

@@ -28,7 +28,8 @@ from typing import Any
 import attrs
 
 from safepredict._version import installed_version
-from safepredict.lock.entries import CondaRecord, Environment, Fact, FileEntry, PackageEntry
+from safepredict.lock.builds import local_build
+from safepredict.lock.entries import CondaRecord, Environment, Fact, FileEntry, LocalBuild, PackageEntry
 from safepredict.lock.rules import DEFAULT_FACT_RULES, DEFAULT_PACKAGE_RULES, USER_PACKAGE_RULE, Value
 
 __all__ = ["Found", "Probe", "capture_environment", "file_entry", "sha256_file"]
@@ -629,13 +630,18 @@ def capture_environment(
     conda = [_conda_record(rec) for _, rec in p.conda_records()]
     conda_dists = {e.distribution for e in packages if e.origin == "conda"}
     pip = []
+    builds: dict[str, LocalBuild | None] = {}
     for dist in md.distributions() if p.path is None else md.distributions(path=p.path):
         name, version = p.name_version(dist)
         if not name or name in conda_dists or (p.prefixes and p.origin(dist) == "conda"):
             continue
         pip.append((name, version))
+        # Built or repacked here, or installed from a file: what an export must say. Kept like the
+        # version for a name installed twice (dict(pip) below).
+        builds[name] = local_build(dist, name, version)
     pip = sorted(dict(pip).items(), key=lambda kv: kv[0].lower())
-    return Environment(packages=packages, facts=facts, files=files, conda=conda, pip=pip)
+    ordered = sorted((b for b in builds.values() if b is not None), key=lambda b: b.name.lower())
+    return Environment(packages=packages, facts=facts, files=files, conda=conda, pip=pip, builds=ordered)
 
 
 def _conda_record(rec: dict[str, Any]) -> CondaRecord:

@@ -59,10 +59,15 @@ verified), 2 usage error or an unreadable lock.
 
 EXPORT_EXAMPLES = """\
 examples:
-  safepredict export-conda --lock safepredict.lock -o environment.yml
-  safepredict export-conda --lock safepredict.lock --format explicit -o explicit.txt
-  safepredict export-conda --lock safepredict.lock --format conda-lock -o conda-lock.yml
+  safepredict export-conda safepredict.lock -o environment.yml
+  safepredict export-conda safepredict.lock --format explicit -o explicit.txt
+  safepredict export-conda safepredict.lock --format conda-lock -o conda-lock.yml
   safepredict export-conda -o environment.yml    # the running environment, without a lock
+
+Wheels built or repacked on this machine (mmcv with ops, a repacked Detectron2) are named in the
+export's header, and a recipe beside it (environment.rebuild.sh) makes them again:
+  bash environment.rebuild.sh wheels    # the missing wheel files, at the paths the export names
+  bash environment.rebuild.sh           # and pip-install the pip packages into $PYTHON
 """
 
 
@@ -128,7 +133,10 @@ def register(subparsers: Any) -> None:
         epilog=EXPORT_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    e.add_argument("--lock", help="lock file to export (default: capture the running environment)")
+    e.add_argument(
+        "lock_path", nargs="?", metavar="LOCK", help="lock file to export (default: capture the running environment)"
+    )
+    e.add_argument("--lock", default=None, help="deprecated: the same as LOCK")
     e.add_argument("--format", choices=("environment", "explicit", "conda-lock"), default="environment")
     e.add_argument("--name", default="safepredict", help="environment name in environment.yml")
     e.add_argument("-o", "--out", required=True, help="file to write")
@@ -203,13 +211,32 @@ def _check(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     from safepredict.lock import capture_environment, read_lock
-    from safepredict.lock.conda import export
+    from safepredict.lock.conda import export_files
     from safepredict.lock.lockfile import new_lock
 
-    lock = read_lock(args.lock) if args.lock else new_lock(capture_environment())
-    path = export(lock, args.format, args.out, name=args.name)
+    if args.lock and not args.lock_path:
+        from safepredict._logging import warn
+
+        warn(
+            "export-conda --lock LOCK is deprecated: give the lock as the first argument, as `check` takes it",
+            code="cli.deprecated_option",
+        )
+    given = _lock_argument(args) if (args.lock_path or args.lock) else None
+    lock = read_lock(given) if given else new_lock(capture_environment())
+    path, recipe = export_files(lock, args.format, args.out, name=args.name)
+    builds = [b.name for b in lock.environment.builds]
     if args.json:
-        print_json({"wrote": str(path), "format": args.format})
+        print_json(
+            {
+                "wrote": str(path),
+                "format": args.format,
+                "recipe": None if recipe is None else str(recipe),
+                "local_builds": builds,
+            }
+        )
     else:
         print(f"wrote {path} ({args.format})")
+        if recipe is not None:
+            local = f" ({len(builds)} built or repacked locally: {', '.join(builds)})" if builds else ""
+            print(f"wrote {recipe}: the recipe for its pip packages{local}")
     return 0

@@ -6,6 +6,12 @@ and conda-lock v1 list package URLs and hashes; the conda-meta records give thos
 packages, while pip's metadata holds no archive URL or hash, so pip packages are left out of
 those two (with a warning that names them) and stay in ``environment.yml``.
 
+Every export says which pip packages no index serves as installed (a wheel built or repacked on
+this machine, a source folder: the lock's ``inventory.builds``, :mod:`safepredict.lock.builds`):
+its header names them and how they were made, ``environment.yml``'s pip lines point at their
+wheel files, and a bash recipe beside the export (``environment.rebuild.sh``) makes the missing
+wheels again and installs the pip packages.
+
 The YAML is written by hand (scalars quoted as JSON strings, which YAML reads unchanged) so that
 exporting needs no YAML library; the tests load every file with conda-lock's and py-rattler's
 own parsers.
@@ -21,6 +27,7 @@ from pathlib import Path
 
 from safepredict._logging import warn
 from safepredict.errors import InputError, LockError
+from safepredict.lock.builds import build_summary, pip_requirements, rebuild_script, recipe_path
 from safepredict.lock.entries import CondaRecord, Lock
 
 __all__ = [
@@ -30,7 +37,9 @@ __all__ = [
     "environment_yml",
     "explicit",
     "export",
+    "export_files",
     "platform_subdir",
+    "recipe_path",
 ]
 
 FORMATS = ("environment", "explicit", "conda-lock")
@@ -68,11 +77,29 @@ def platform_subdir(lock: Lock) -> str:
 
 
 def _pip_requirements(lock: Lock) -> list[str]:
-    return [f"{name}=={version}" for name, version in lock.environment.pip if name.lower() != "pip"]
+    return pip_requirements(lock.environment)
 
 
-def environment_yml(lock: Lock, name: str = "safepredict") -> str:
-    """``environment.yml``: conda packages as ``name=version=build``, pip packages under ``pip:``."""
+def _builds_header(lock: Lock, recipe: str, *, in_file: bool) -> list[str]:
+    """The header lines that name the local builds and the recipe beside the export."""
+    builds = lock.environment.builds
+    if not builds:
+        return []
+    where = "their pip lines point at the files the lock was written with" if in_file else "they are not in this file"
+    return [
+        f"# {len(builds)} pip package(s) are on no package index as installed ({where}):",
+        *build_summary(lock.environment),
+        f"# `bash {recipe} wheels` makes the missing wheel files again (the steps recorded when they were built);",
+        f"# `bash {recipe}` also installs the pip packages into the active Python. See docs/lock.md.",
+    ]
+
+
+def environment_yml(lock: Lock, name: str = "safepredict", recipe: str = "environment.rebuild.sh") -> str:
+    """``environment.yml``: conda packages as ``name=version=build``, pip packages under ``pip:``.
+
+    A local build's pip line is ``name @ file:///...whl`` (its wheel file); ``recipe`` is the file
+    name of the rebuild recipe the header points at.
+    """
     env = lock.environment
     channels = list(dict.fromkeys(c.channel_name for c in env.conda if c.channel_name)) or ["conda-forge"]
     deps = [c.spec for c in sorted(env.conda, key=lambda c: c.name)]
@@ -84,6 +111,8 @@ def environment_yml(lock: Lock, name: str = "safepredict") -> str:
     lines = [
         f"# written by `safepredict export-conda` from {lock.path or 'the running environment'}",
         "# conda packages pinned to version and build; pip packages in the pip section",
+        "# (pip, setuptools and wheel left to the installer, as `pip freeze` does)",
+        *_builds_header(lock, recipe, in_file=True),
         f"name: {_q(name)}",
         "channels:",
         *(f"  - {_q(c)}" for c in channels),
@@ -97,7 +126,7 @@ def environment_yml(lock: Lock, name: str = "safepredict") -> str:
     return "\n".join(lines) + "\n"
 
 
-def _conda_only(lock: Lock, what: str) -> list[CondaRecord]:
+def _conda_only(lock: Lock, what: str, recipe: str = "") -> list[CondaRecord]:
     records = sorted(lock.environment.conda, key=lambda c: c.name)
     if not records:
         raise LockError(
@@ -116,18 +145,31 @@ def _conda_only(lock: Lock, what: str) -> list[CondaRecord]:
     if pip:
         warn(
             f"{len(pip)} pip package(s) are not in the {what} (pip metadata has no archive URL or hash): "
-            f"{', '.join(pip[:10])}{' ...' if len(pip) > 10 else ''}; export --format environment keeps them",
+            f"{', '.join(pip[:10])}{' ...' if len(pip) > 10 else ''}; export --format environment keeps them"
+            + (f", and {recipe} beside this file installs them" if recipe else ""),
             code="lock.export_incomplete",
             left_out=pip,
         )
     return records
 
 
-def explicit(lock: Lock) -> str:
+def _pip_left_out(lock: Lock, recipe: str) -> list[str]:
+    pip = _pip_requirements(lock)
+    if not pip:
+        return []
+    return [
+        f"# {len(pip)} pip package(s) are not in this file (pip metadata has no archive URL or hash);",
+        f"# `bash {recipe}` installs them into the environment made from it.",
+        *_builds_header(lock, recipe, in_file=False),
+    ]
+
+
+def explicit(lock: Lock, recipe: str = "explicit.rebuild.sh") -> str:
     """An ``@EXPLICIT`` spec (``conda create --file``): one URL#md5 per conda package."""
-    records = _conda_only(lock, "@EXPLICIT spec")
+    records = _conda_only(lock, "@EXPLICIT spec", recipe)
     lines = [
         f"# written by `safepredict export-conda` from {lock.path or 'the running environment'}",
+        *_pip_left_out(lock, recipe),
         "# This file may be used to create an environment using:",
         "# $ conda create --name <env> --file <this file>",
         f"# platform: {platform_subdir(lock)}",
@@ -142,14 +184,15 @@ def _dependency(spec: str) -> tuple[str, str]:
     return name, rest.strip() or "*"
 
 
-def conda_lock_v1(lock: Lock) -> str:
+def conda_lock_v1(lock: Lock, recipe: str = "conda-lock.rebuild.sh") -> str:
     """A conda-lock v1 file (``conda-lock.yml``) for the lock's platform, conda packages only."""
-    records = _conda_only(lock, "conda-lock file")
+    records = _conda_only(lock, "conda-lock file", recipe)
     platform = platform_subdir(lock)
     channels = list(dict.fromkeys(c.channel_name for c in records if c.channel_name))
     content = hashlib.sha256("\n".join(f"{c.url}#{c.md5}" for c in records).encode()).hexdigest()
     lines = [
         f"# written by `safepredict export-conda` from {lock.path or 'the running environment'}",
+        *_pip_left_out(lock, recipe),
         "version: 1",
         "metadata:",
         "  content_hash:",
@@ -181,18 +224,36 @@ def conda_lock_v1(lock: Lock) -> str:
 
 
 def export(lock: Lock, fmt: str, out: str | os.PathLike[str], *, name: str = "safepredict") -> Path:
-    """Write ``lock`` to ``out`` in conda format ``fmt`` (one of :data:`FORMATS`)."""
+    """Write ``lock`` to ``out`` in conda format ``fmt`` (one of :data:`FORMATS`), and its recipe beside it.
+
+    The recipe (:func:`recipe_path`) is written when the lock holds local builds, or pip packages
+    the format leaves out; see :func:`export_files` for both paths.
+    """
+    return export_files(lock, fmt, out, name=name)[0]
+
+
+def export_files(
+    lock: Lock, fmt: str, out: str | os.PathLike[str], *, name: str = "safepredict"
+) -> tuple[Path, Path | None]:
+    """:func:`export`, returning the export's path and the recipe's (None when none was needed)."""
+    path = Path(out)
+    recipe = recipe_path(path)
     if fmt == "environment":
-        text = environment_yml(lock, name=name)
+        text = environment_yml(lock, name=name, recipe=recipe.name)
     elif fmt == "explicit":
-        text = explicit(lock)
+        text = explicit(lock, recipe=recipe.name)
     elif fmt == "conda-lock":
-        text = conda_lock_v1(lock)
+        text = conda_lock_v1(lock, recipe=recipe.name)
     else:
         raise InputError(f"unknown conda export format {fmt!r}", expected=FORMATS, found=fmt)
-    path = Path(out)
+    needs_recipe = bool(lock.environment.builds) or (fmt != "environment" and bool(_pip_requirements(lock)))
+    written: Path | None = None
     try:
         path.write_text(text, encoding="utf-8")
+        if needs_recipe:
+            recipe.write_text(rebuild_script(lock, path.name), encoding="utf-8")
+            recipe.chmod(0o755)
+            written = recipe
     except OSError as exc:
         raise LockError(f"cannot write {str(path)!r}: {exc}", source=str(path)) from exc
-    return path
+    return path, written

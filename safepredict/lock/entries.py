@@ -5,6 +5,7 @@ Every value is a frozen attrs class: entries are compared and printed, never mut
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -17,6 +18,7 @@ __all__ = [
     "Environment",
     "Fact",
     "FileEntry",
+    "LocalBuild",
     "Lock",
     "PackageEntry",
 ]
@@ -26,6 +28,10 @@ _rule = attrs.validators.in_(set(RULES))
 
 def _to_tuple(items: Iterable[Any]) -> tuple[Any, ...]:
     return tuple(items)
+
+
+def _pep503(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 @attrs.frozen
@@ -122,6 +128,63 @@ class CondaRecord:
         return f"{self.spec} from {self.channel_name or 'an unknown channel'}"
 
 
+# How a pip package that no index serves as installed was made (see LocalBuild).
+BUILD_KINDS: dict[str, str] = {
+    "built": "built on this machine",
+    "repacked": "an index's wheel, changed and packed again here",
+    "wheel-file": "installed from a wheel file on this machine (how that wheel was made is not recorded)",
+    "directory": "built from a source folder",
+    "vcs": "built from a version-control checkout",
+    "url": "installed from an archive URL, not from an index",
+}
+
+
+@attrs.frozen
+class LocalBuild:
+    """A pip package that no index serves as it is installed: built or repacked here, or from a file, folder or VCS.
+
+    Read from the installed distribution (``direct_url.json``, the ``WHEEL`` file's tags and
+    generator) and, where one was written, from the build record next to the wheel file
+    (``<wheel>.build.json``: ``source``, ``flags``, ``build_requires``, ``steps``). ``url`` is the
+    archive, folder or VCS URL pip installed it from ("" when pip built it from an index's source
+    archive itself); ``evidence`` says what the detection read.
+    """
+
+    name: str
+    version: str
+    kind: str = attrs.field(validator=attrs.validators.in_(set(BUILD_KINDS)))
+    url: str = ""
+    sha256: str = ""
+    wheel_tag: str = ""
+    generator: str = ""
+    editable: bool = False
+    source: str = ""
+    flags: tuple[str, ...] = attrs.field(default=(), converter=_to_tuple)
+    build_requires: tuple[str, ...] = attrs.field(default=(), converter=_to_tuple)
+    steps: tuple[str, ...] = attrs.field(default=(), converter=_to_tuple)
+    evidence: str = ""
+
+    @property
+    def wheel_path(self) -> str | None:
+        """The wheel file it was installed from, when that is a local ``.whl``."""
+        if not self.url.startswith("file://") or not self.url.endswith(".whl"):
+            return None
+        from urllib.parse import unquote, urlparse
+
+        return unquote(urlparse(self.url).path)
+
+    @property
+    def requirement(self) -> str:
+        """The pip requirement that installs this very distribution again (``name @ url``, else ``name==version``)."""
+        return f"{self.name} @ {self.url}" if self.url else f"{self.name}=={self.version}"
+
+    def describe(self) -> str:
+        how = f": {self.source}" if self.source else ""
+        flags = f" ({', '.join(self.flags)})" if self.flags else ""
+        where = f" from {self.url}" if self.url else ""
+        return f"{self.name} {self.version} {BUILD_KINDS[self.kind]}{how}{flags}{where}"
+
+
 @attrs.frozen
 class Environment:
     """Everything a lock pins: packages and facts (compared), files, and the inventory (for export)."""
@@ -131,6 +194,12 @@ class Environment:
     files: tuple[FileEntry, ...] = attrs.field(default=(), converter=_to_tuple)
     conda: tuple[CondaRecord, ...] = attrs.field(default=(), converter=_to_tuple)
     pip: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_to_tuple)  # (name, version), not conda
+    builds: tuple[LocalBuild, ...] = attrs.field(default=(), converter=_to_tuple)  # pip packages no index serves
+
+    def build(self, name: str) -> LocalBuild | None:
+        """The local build of pip distribution ``name`` (names compared as PEP 503 does), or None."""
+        key = _pep503(name)
+        return next((b for b in self.builds if _pep503(b.name) == key), None)
 
     def package(self, name: str) -> PackageEntry | None:
         return next((p for p in self.packages if p.name == name), None)
@@ -153,6 +222,9 @@ class Environment:
             lines.append("files:")
             lines += [f"  {f.describe()}" for f in self.files]
         lines.append(f"inventory: {len(self.conda)} conda packages, {len(self.pip)} pip packages")
+        if self.builds:
+            lines.append("built or repacked locally (on no index as installed):")
+            lines += [f"  {b.describe()}" for b in self.builds]
         return "\n".join(lines)
 
 

@@ -27,6 +27,11 @@ Schema 1 (``docs/lock.md`` has an annotated example)::
     numpy = "2.4.6"
     [[inventory.conda]]
     name = "python" ...
+    [inventory.builds.mmcv]           # a pip package no index serves as installed (lock/builds.py)
+    version = "2.1.0"
+    kind = "built"                    # built | repacked | wheel-file | directory | vcs | url
+    url = "file:///.../mmcv-2.1.0-cp311-cp311-linux_x86_64.whl"
+    flags = ["-std=c++20", "MMCV_WITH_OPS=1"]  # and sha256, wheel_tag, generator, source, steps ...
 
 Every reading failure is a :class:`~safepredict.errors.LockError`: corrupt TOML and missing or
 mistyped fields a ``LockFormatError``, a schema this safepredict does not know a
@@ -46,7 +51,16 @@ import tomli_w
 
 from safepredict._version import installed_version
 from safepredict.errors import LockError, LockFormatError, LockVersionError
-from safepredict.lock.entries import CondaRecord, Environment, Fact, FileEntry, Lock, PackageEntry
+from safepredict.lock.entries import (
+    BUILD_KINDS,
+    CondaRecord,
+    Environment,
+    Fact,
+    FileEntry,
+    LocalBuild,
+    Lock,
+    PackageEntry,
+)
 from safepredict.lock.rules import RULES
 
 if sys.version_info >= (3, 11):
@@ -105,8 +119,23 @@ def to_dict(lock: Lock) -> dict[str, Any]:
     inventory: dict[str, Any] = {"pip": dict(env.pip)}
     if conda:
         inventory["conda"] = conda
+    if env.builds:
+        inventory["builds"] = {b.name: _build_table(b) for b in env.builds}
     doc["inventory"] = inventory
     return doc
+
+
+_BUILD_TEXT = ("kind", "url", "sha256", "wheel_tag", "generator", "source", "evidence")
+_BUILD_LISTS = ("flags", "build_requires", "steps")
+
+
+def _build_table(b: LocalBuild) -> dict[str, Any]:
+    table: dict[str, Any] = {"version": b.version}
+    table.update({key: getattr(b, key) for key in _BUILD_TEXT if getattr(b, key)})
+    if b.editable:
+        table["editable"] = True
+    table.update({key: list(getattr(b, key)) for key in _BUILD_LISTS if getattr(b, key)})
+    return table
 
 
 def dumps(lock: Lock) -> str:
@@ -296,7 +325,40 @@ def from_dict(doc: Mapping[str, Any], source: str) -> Lock:
                 depends=tuple(str(d) for d in depends),
             )
         )
-    env = Environment(packages=packages, facts=facts, files=files, conda=conda, pip=pip)
+    builds = []
+    for name, table in r.table(inventory, "builds", "inventory.", required=False).items():
+        where = f"inventory.builds.{name}"
+        if not isinstance(table, dict):
+            raise r.fail(where, "expected a table")
+        r.only(table, where, {"version", "editable", *_BUILD_TEXT, *_BUILD_LISTS})
+        kind = r.field(table, "kind", where, str)
+        if kind not in BUILD_KINDS:
+            raise r.fail(f"{where}.kind", f"unknown kind {kind!r} (known: {', '.join(BUILD_KINDS)})")
+        lists: dict[str, tuple[str, ...]] = {}
+        for key in _BUILD_LISTS:
+            value = r.field(table, key, where, list, required=False) or []
+            if not all(isinstance(v, str) for v in value):
+                raise r.fail(f"{where}.{key}", f"expected a list of strings, found {value!r}")
+            lists[key] = tuple(value)
+        text = {key: r.field(table, key, where, str, required=False) or "" for key in _BUILD_TEXT}
+        builds.append(
+            LocalBuild(
+                name=name,
+                version=r.field(table, "version", where, str),
+                kind=kind,
+                url=text["url"],
+                sha256=text["sha256"],
+                wheel_tag=text["wheel_tag"],
+                generator=text["generator"],
+                editable=bool(r.field(table, "editable", where, bool, required=False)),
+                source=text["source"],
+                flags=lists["flags"],
+                build_requires=lists["build_requires"],
+                steps=lists["steps"],
+                evidence=text["evidence"],
+            )
+        )
+    env = Environment(packages=packages, facts=facts, files=files, conda=conda, pip=pip, builds=builds)
     return Lock(env, version, created, sp_version, path=source)
 
 
