@@ -792,6 +792,7 @@ class Monitor:
             names = self.class_names or tuple(str(i) for i in range(self._n_classes))
             candidate_bins = self._candidate_bin_totals[: self._bins].astype(np.int64)
             candidate_bins[-1] += int(self._candidate_bin_totals[self._bins])
+            self._flush_inputs()  # the images gathered since the last batch: a scrape sees every one
             inputs = self._input_window.rows()
             return {
                 "images_total": self._images,
