@@ -53,6 +53,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "safepredict.folder_commands",
         "predict a folder of images to COCO-format results (resumable), with the monitor's summary",
     ),
+    "export": (
+        "safepredict.export.commands",
+        "write a checkpoint as ONNX with its training contract in the file (for onnxruntime)",
+    ),
+    "verify-export": (
+        "safepredict.export.commands",
+        "compare an ONNX model with the framework's evaluation, stage by stage (exit 1 beyond tolerance)",
+    ),
     "demo": ("safepredict.demo.commands", "offline demo: a naive inference mistake fails, SafePredictor catches it"),
 }
 

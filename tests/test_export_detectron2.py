@@ -113,7 +113,7 @@ def test_a_changed_graph_or_metadata_is_an_integrity_error(exported, tmp_path):
     weights.raw_data = bytes(raw)
     changed = tmp_path / "weights-changed.onnx"
     onnx.save(model, str(changed))
-    with pytest.raises(IntegrityError, match="graph of .* changed after export"):
+    with pytest.raises(IntegrityError, match=r"graph of .* changed after export"):
         SafePredictor.from_onnx(changed)
 
     model = onnx.load(str(path))
@@ -123,7 +123,7 @@ def test_a_changed_graph_or_metadata_is_an_integrity_error(exported, tmp_path):
     entry.value = json.dumps(doc)
     edited = tmp_path / "metadata-changed.onnx"
     onnx.save(model, str(edited))
-    with pytest.raises(IntegrityError, match="metadata of .* changed after export"):
+    with pytest.raises(IntegrityError, match=r"metadata of .* changed after export"):
         SafePredictor.from_onnx(edited)
 
 

@@ -204,7 +204,7 @@ class OnnxEngine:
         self.threshold_key = str(document["threshold_key"])
         self.color = self.spec["color"]
         self._floor = min(CANDIDATE_SCORE_FLOOR, self.score_threshold)
-        self._input_names = [i.name for i in self.session.get_inputs()]
+        self._roi_image = np.zeros(self.recipe.get("roi_image", [1, 3, 32, 32]), F32)
 
     # ------------------------------------------------------------------ what an adapter offers
     def read(self, path: Path) -> LoadedImage:
@@ -240,6 +240,7 @@ class OnnxEngine:
     def roi_forward(self, features: Sequence[np.ndarray], boxes: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         names = self.recipe["roi_inputs"]
         feed = dict(zip(names, [*features, *boxes], strict=True))
+        feed["image"] = self._roi_image
         scores, deltas = self.session.run(self.recipe["roi_outputs"], feed)
         return scores, deltas
 

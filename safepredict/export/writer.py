@@ -128,8 +128,9 @@ def _shapes_for(module: Any, shapes: list[Any]) -> tuple[Any, ...]:
 
 
 def _merge(dense: Any, roi: Any | None, roi_defaults: dict[str, Any]) -> Any:
-    """One model of both parts; the RoI part's inputs (and the image) get small defaults so either
-    part runs alone: onnxruntime needs every input, and computes the other part on its defaults."""
+    """One model of both parts; the RoI part's inputs get small defaults, so the dense part runs
+    alone: onnxruntime needs every input, and computes the other part on its defaults. The RoI
+    part is run with a small image fed (``recipe["roi_image"]``)."""
     import numpy as np
     import onnx
     from onnx import helper, numpy_helper
@@ -274,9 +275,9 @@ def export(
             channels = recipe["roi"]["channels"]
             defaults = {n: np.zeros((1, channels, 1, 1), np.float32) for n in names[:levels]}
             defaults.update({n: np.asarray([[0.0, 0.0, 1.0, 1.0]], np.float32) for n in names[levels:]})
-            defaults[IMAGE] = np.zeros(
-                (1, 3, divisor if divisor > 1 else 32, divisor if divisor > 1 else 32), np.float32
-            )
+            # The RoI part runs with a small image fed to the dense part (onnxruntime runs the whole graph).
+            side = max(divisor, 32)
+            recipe["roi_image"] = [1, 3, side, side]
     model = _merge(dense_proto, roi_proto, defaults)
     del model.metadata_props[:]
     data = model.SerializeToString()

@@ -289,3 +289,14 @@ def describe_inside(recipe: dict[str, Any]) -> tuple[str, str]:
         "assignment, softmax, per-class decoding, score threshold, per-class NMS, detections cap, "
         "scaling to the image (numpy)",
     )
+
+
+def framework_input(predictor: Any, image: Any) -> Any:
+    """The normalised, padded batch tensor Detectron2's model makes of ``image`` (numpy, 1x3xHxW)."""
+    import torch
+
+    adapter = predictor._adapter
+    inputs = adapter.inputs(image)
+    with torch.no_grad():
+        tensor = predictor.model.preprocess_image([inputs]).tensor
+    return tensor.cpu().numpy(), tuple(int(v) for v in inputs["image"].shape[1:])

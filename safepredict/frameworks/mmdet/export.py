@@ -284,3 +284,15 @@ def describe_inside(recipe: dict[str, Any]) -> tuple[str, str]:
         "decode (cv2), colour conversion, Resize (cv2), padding, anchors, RPN top-k per level, decoding, "
         "NMS per level, RoI level mapping, softmax, per-class decoding, rescale, multiclass NMS (numpy)",
     )
+
+
+def framework_input(predictor: Any, image: Any) -> Any:
+    """The normalised, padded batch tensor mmdet's data preprocessor makes of ``image`` (numpy, 1x3xHxW)."""
+    import torch
+
+    adapter = predictor._adapter
+    inputs = adapter.inputs(image)
+    with torch.no_grad():
+        data = predictor.model.data_preprocessor(inputs, False)
+    meta = data["data_samples"][0].metainfo
+    return data["inputs"].cpu().numpy(), tuple(int(v) for v in meta["img_shape"])

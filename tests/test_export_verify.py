@@ -1,0 +1,114 @@
+"""verify-export on the trained Detectron2 fixture: a correct export passes, each planted departure
+(size fixed at export, normalisation twice, BGR for RGB, another score threshold) is named at its stage."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from safepredict import InputError, SafePredictor
+from safepredict.cli import main
+from safepredict.export.verify import verify_export
+
+
+@pytest.fixture(scope="module")
+def predictor(d2_fixture):
+    return SafePredictor.from_checkpoint(d2_fixture.checkpoint, monitor=False, class_names=d2_fixture.class_names)
+
+
+@pytest.fixture(scope="module")
+def exported(predictor, tmp_path_factory):
+    return predictor.export(tmp_path_factory.mktemp("verify") / "model.onnx")
+
+
+@pytest.fixture(scope="module")
+def user_made(exported, tmp_path_factory):
+    """The same graph as a user's own export: no safepredict metadata in it."""
+    import onnx
+
+    model = onnx.load(str(exported))
+    del model.metadata_props[:]
+    path = tmp_path_factory.mktemp("user") / "user.onnx"
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def images(d2_fixture):
+    return d2_fixture.dataset.val_images[:3]
+
+
+def _stage(report, name):
+    return next(s for s in report.stages if s.name == name)
+
+
+def test_a_safepredict_export_passes_through_the_command(d2_fixture, exported, images, tmp_path, capsys):
+    out = tmp_path / "report.json"
+    code = main(
+        ["verify-export", str(exported), str(d2_fixture.checkpoint), *map(str, images), "--json", "-o", str(out)]
+    )
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0, report
+    assert report == json.loads(out.read_text())
+    assert [s["name"] for s in report["stages"]] == ["input tensor", "raw outputs", "final detections"]
+    assert all(s["ok"] for s in report["stages"]) and report["stages"][2]["measured"]["compared"] > 0
+
+
+def test_a_correct_user_made_export_passes(d2_fixture, predictor, user_made, images):
+    declared = {"color": predictor.contract.input_format}
+    report = verify_export(user_made, d2_fixture.checkpoint, images, preprocessing=declared, predictor=predictor)
+    assert report.ok, report.describe()
+    assert not report.safepredict_metadata
+
+
+def test_an_onnx_without_metadata_needs_declared_preprocessing(d2_fixture, predictor, user_made, images):
+    with pytest.raises(InputError, match="carries no safepredict metadata") as info:
+        verify_export(user_made, d2_fixture.checkpoint, images, predictor=predictor)
+    assert "--preprocessing" in info.value.fix
+
+
+def _swapped(color: str) -> str:
+    return "BGR" if color == "RGB" else "RGB"
+
+
+def test_each_planted_departure_is_named_at_its_stage(d2_fixture, predictor, user_made, images, tmp_path):
+    import onnx
+
+    contract = predictor.contract
+    color = contract.input_format
+    # Fixed size: the graph's input frozen at 224 x 224, the deployment resizing every image to it.
+    model = onnx.load(str(user_made))
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    dims[2].Clear()
+    dims[2].dim_value = 224
+    dims[3].Clear()
+    dims[3].dim_value = 224
+    fixed = tmp_path / "fixed.onnx"
+    onnx.save(model, str(fixed))
+    planted = [
+        (fixed, {"color": color}, "input tensor", "fixed at export to 224x224"),
+        (
+            user_made,
+            {"color": color, "mean": list(contract.pixel_mean), "std": list(contract.pixel_std)},
+            "raw outputs",
+            "normalisation applied twice",
+        ),
+        (user_made, {"color": _swapped(color)}, "input tensor", f"the deployment feeds {_swapped(color)}"),
+        (user_made, {"color": color, "score_threshold": 0.6}, "final detections", "score_threshold: the deployment"),
+    ]
+    for path, declared, stage, words in planted:
+        report = verify_export(path, d2_fixture.checkpoint, images, preprocessing=declared, predictor=predictor)
+        assert not report.ok, report.describe()
+        named = _stage(report, stage)
+        assert not named.ok and any(words in d for d in named.departures), report.describe()
+        print(report.describe())
+
+
+def test_the_command_exits_1_on_a_departure(d2_fixture, predictor, user_made, images, capsys):
+    declared = json.dumps({"color": _swapped(predictor.contract.input_format)})
+    code = main(
+        ["verify-export", str(user_made), str(d2_fixture.checkpoint), *map(str, images), "--preprocessing", declared]
+    )
+    text = capsys.readouterr().out
+    assert code == 1 and "DEPARTS" in text and "colour order" in text
