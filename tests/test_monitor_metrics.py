@@ -16,8 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from safepredict.detections import Detections
 from safepredict.errors import InputError, SafePredictWarning
-from safepredict.monitor import Monitor, stats
-from safepredict.monitor.metrics import register_prometheus, render_prometheus
+from safepredict.monitor import Monitor, register_prometheus, render_prometheus, stats
 
 NAMES = ("cat", 'say "hi"')
 

@@ -7,6 +7,7 @@
     mon = Monitor(reference=ReferenceProfile.load("safepredict-profile.json"), score_threshold=0.5,
                   threshold_key="MODEL.ROI_HEADS.SCORE_THRESH_TEST", class_names=names)
     findings = mon.observe(image_rgb, candidates)  # logged and warned too; see docs/monitoring.md
+    register_prometheus(predictor, model="retinanet-v3")  # Prometheus metrics: docs/monitoring-production.md
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ _LAZY = {
     "ProfileBuilder": "safepredict.monitor.profile",
     "ReferenceProfile": "safepredict.monitor.profile",
     "StatSummary": "safepredict.monitor.profile",
+    "register_prometheus": "safepredict.monitor.metrics",
+    "render_prometheus": "safepredict.monitor.metrics",
     "threshold_advice": "safepredict.monitor.hints",
     "undertraining_hint": "safepredict.monitor.hints",
 }
@@ -37,6 +40,8 @@ __all__ = [
     "ProfileBuilder",
     "ReferenceProfile",
     "StatSummary",
+    "register_prometheus",
+    "render_prometheus",
     "threshold_advice",
     "undertraining_hint",
 ]
@@ -45,6 +50,7 @@ if TYPE_CHECKING:
     from safepredict.findings import Finding
     from safepredict.monitor.config import MonitorConfig
     from safepredict.monitor.hints import threshold_advice, undertraining_hint
+    from safepredict.monitor.metrics import register_prometheus, render_prometheus
     from safepredict.monitor.monitor import Monitor
     from safepredict.monitor.profile import PROFILE_FILENAME, ProfileBuilder, ReferenceProfile, StatSummary
 

@@ -3,7 +3,7 @@
 ::
 
     from prometheus_client import start_http_server
-    from safepredict.monitor.metrics import register_prometheus
+    from safepredict.monitor import register_prometheus
 
     register_prometheus(predictor, model="retinanet-v3")  # a SafePredictor, or a Monitor
     start_http_server(9108)                               # GET http://host:9108/metrics
