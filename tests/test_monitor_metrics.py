@@ -122,6 +122,19 @@ def test_registry_scrape_matches_the_stream():
     assert get("safepredict_images_total", m) == len(images) + 1
 
 
+def test_every_input_statistic_is_exported():
+    mon, _, _ = _monitor()
+    snap = mon.snapshot()
+    fams = {f.name: f for f in text_string_to_metric_families(render_prometheus(snap, model="m"))}
+    inputs = {name: f for name, f in fams.items() if name.startswith("safepredict_input_") and f.type == "summary"}
+    # One sample per statistic and quantile (the three channel means share one family, by label).
+    assert sum(len(f.samples) for f in inputs.values()) == 3 * len(stats.INPUT_STATS)
+    # A statistic the metrics do not name yet still comes out, under its own name.
+    extra = {**snap, "input_window_quantiles": {"sharpness": {"0.05": 1.0, "0.5": 2.0, "0.95": 3.0}}}
+    fams = {f.name: f for f in text_string_to_metric_families(render_prometheus(extra, model="m"))}
+    assert [s.value for s in fams["safepredict_input_sharpness"].samples] == [1.0, 2.0, 3.0]
+
+
 def test_two_models_share_one_registry_by_label():
     first, _, _ = _monitor(seed=1)
     second = Monitor(score_threshold=0.3, emit=False)

@@ -128,9 +128,12 @@ def _families_of(snapshot: Mapping[str, Any], model: str, lock_report: Any = Non
                 fam.add("", {**base, "quantile": q}, window[q])
     inputs: dict[str, Family] = {}
     for stat, quantiles in (snapshot.get("input_window_quantiles") or {}).items():
-        if stat not in _INPUTS or not quantiles:
+        if not quantiles:
             continue
-        name, extra, help_text = _INPUTS[stat]
+        # A statistic this table does not know yet is exported under its own name, never dropped.
+        name, extra, help_text = _INPUTS.get(
+            stat, (f"input_{stat}", {}, f"Input statistic {stat} of the input window.")
+        )
         if name not in inputs:
             inputs[name] = family(name, "summary", help_text + " Quantiles over the input window.")
         for q in ("0.05", "0.5", "0.95"):
