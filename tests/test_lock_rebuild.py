@@ -6,7 +6,9 @@ The recipe runs as its header says, into a new venv (no system site-packages), w
 pointing at a folder that holds mmcv's wheel but not Detectron2's: the recipe makes Detectron2's
 wheel again from its build record (a download and a repack), while mmcv's 14-minute build is left
 out. It installs every pip package of the lock, torch and its CUDA libraries included (about
-7 GB on disk from the local index): a few minutes, the one test here that does it.
+7 GB on disk from the local index), the one test here that does it: measured on the 2-core
+development machine, the install takes about 2.2 minutes of CPU (1m44 user, 0m29 system), and the
+whole test ran 645 s of wall time under a load average of 7 (2026-12-02).
 """
 
 from __future__ import annotations
