@@ -35,6 +35,8 @@ _LAZY = {
     "Detections": "safepredict.detections",
     "TrainingContract": "safepredict.contract",
     "Discrepancy": "safepredict.contract",
+    "read_contract": "safepredict.frameworks.artifact",
+    "SafeInferencer": "safepredict.frameworks.mmdet.inferencer",
 }
 
 __all__ = [
@@ -50,6 +52,7 @@ __all__ = [
     "LockError",
     "LockFormatError",
     "LockVersionError",
+    "SafeInferencer",
     "SafePredictError",
     "SafePredictWarning",
     "SafePredictor",
@@ -59,11 +62,14 @@ __all__ = [
     "UnsupportedOutputError",
     "UntrustedCodeError",
     "__version__",
+    "read_contract",
 ]
 
 if TYPE_CHECKING:
     from safepredict.contract import Discrepancy, TrainingContract
     from safepredict.detections import Detections
+    from safepredict.frameworks.artifact import read_contract
+    from safepredict.frameworks.mmdet.inferencer import SafeInferencer
     from safepredict.predictor import SafePredictor
 
 

@@ -24,6 +24,7 @@ from typing import Any
 
 import attrs
 
+from safepredict._logging import warn
 from safepredict.errors import ConfigError, InputError
 
 __all__ = ["CLASSES_FILENAME", "LOCK_FILENAME", "Bundle", "find", "write_bundle"]
@@ -98,7 +99,8 @@ def write_bundle(
 
     The predictor that computes the profile and the golden detections is a SafePredictor on the
     final checkpoint, so the bundle describes exactly what inference will see. ``config`` (the
-    training config file) is pinned in the lock too when given.
+    training config file) is pinned in the lock too when given. An empty ``val_images`` (a run
+    with no validation set) writes the lock and the class names only, and says so.
     """
     from safepredict.autoref import build_reference
     from safepredict.lock import write_lock
@@ -110,7 +112,7 @@ def write_bundle(
     if not checkpoint.is_file():
         raise InputError(f"checkpoint {checkpoint} does not exist", found=str(checkpoint))
     images = [Path(p) for p in val_images if Path(p).is_file()][:max_images]
-    if not images:
+    if not images and len(val_images):
         raise InputError(
             "no validation image found to describe the model with",
             found=[str(p) for p in list(val_images)[:3]],
@@ -124,6 +126,15 @@ def write_bundle(
         )
     lock_path = folder / LOCK_FILENAME
     write_lock(lock_path, weights=checkpoint, config=config)
+    if not images:
+        bundle = find(checkpoint)
+        warn(
+            f"{bundle.describe()}: no validation set, so no reference profile and no golden set "
+            "(the runtime monitor runs without drift tests); give the hook dataset= or val_images=, "
+            "or run `safepredict profile` and `safepredict golden` on validation images",
+            code="bundle.no_validation_set",
+        )
+        return bundle
     kwargs = dict(predictor_kwargs or {})
     kwargs.setdefault("class_names", tuple(class_names) if class_names else None)
     # The bundle is not there yet: nothing beside the checkpoint to find but the lock just written.

@@ -45,6 +45,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "safepredict.monitor.commands",
         "store a few images and their detections beside the lock, for `safepredict check --replay`",
     ),
+    "contract": (
+        "safepredict.contract_commands",
+        "print what a model saw at training (its training contract), from a config or checkpoint",
+    ),
     "diagnose": (
         "safepredict.diagnose.commands",
         "run every check on a checkpoint and some images; ranked findings with evidence and fixes",

@@ -28,7 +28,7 @@ import numpy as np
 
 from safepredict import bundle as _bundle
 from safepredict._logging import warn
-from safepredict.contract import Discrepancy, TrainingContract
+from safepredict.contract import TTA_FIELDS, Discrepancy, TrainingContract, single_pass_difference
 from safepredict.detections import Detections
 from safepredict.errors import InputError, IntegrityError, UnsupportedOutputError
 from safepredict.frameworks.artifact import TrainingArtifact, discover
@@ -57,9 +57,16 @@ def _effective_config(
     apply = importlib.import_module(f"safepredict.frameworks.{artifact.framework}.adapter").apply_setting
     cfg = _clone(artifact.training_cfg)
     applied = training
+    single_pass = single_pass_difference(training, "SafePredictor")
     for d in artifact.discrepancies:
         if d.category == "internal":
             warn(f"training config trap: {d.describe()}", code="contract.trap", key=d.key)
+            continue
+        if d.key in TTA_FIELDS:
+            # No predictor augments: an augmenting training evaluation is named once, below; an
+            # inference config that augments where training did not is named here.
+            if single_pass is None:
+                warn(f"test-time augmentation: {d.describe()}", code="contract.tta", key=d.key)
             continue
         if overrides and d.key in overrides:
             continue  # reported below, as an override
@@ -123,7 +130,11 @@ def _effective_config(
             key,
             extra={"safepredict_code": "contract.override", "safepredict_key": field},
         )
-    return cfg, applied, artifact.discrepancies
+    discrepancies = artifact.discrepancies
+    if single_pass is not None:
+        warn(f"test-time augmentation: {single_pass.describe()}", code="contract.tta", key=single_pass.key)
+        discrepancies += (single_pass,)
+    return cfg, applied, discrepancies
 
 
 def _make_adapter(

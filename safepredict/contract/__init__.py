@@ -1,7 +1,8 @@
 """The training contract: what a detector saw at training-time evaluation, and how inference differs.
 
 - :mod:`~safepredict.contract.values`: :class:`TrainingContract` (colour order, mean/std, resize,
-  padding, thresholds, classes, backbone, heads, each with the framework key it came from) and
+  padding, thresholds, classes, backbone, heads, test-time augmentation, each with the framework
+  key it came from) and
   :class:`Discrepancy`;
 - :mod:`~safepredict.contract.diff`: :func:`diff` compares two contracts key by key;
 - :mod:`~safepredict.contract.traps`: :func:`check_training_config` looks for known traps inside
@@ -14,7 +15,7 @@ config) is framework knowledge: :func:`safepredict.frameworks.artifact.discover`
 
 from __future__ import annotations
 
-from safepredict.contract.diff import config_diff, diff
+from safepredict.contract.diff import config_diff, diff, single_pass_difference
 from safepredict.contract.traps import check_training_config
 from safepredict.contract.values import (
     ARCHITECTURE_FIELDS,
@@ -27,9 +28,11 @@ from safepredict.contract.values import (
     RESIZE_FIELDS,
     RESIZE_KINDS,
     SEVERITIES,
+    TTA_FIELDS,
     Discrepancy,
     FrozenMap,
     ResizePolicy,
+    TestTimeAugmentation,
     TrainingContract,
     TrainingProgress,
     with_overrides,
@@ -46,13 +49,16 @@ __all__ = [
     "RESIZE_FIELDS",
     "RESIZE_KINDS",
     "SEVERITIES",
+    "TTA_FIELDS",
     "Discrepancy",
     "FrozenMap",
     "ResizePolicy",
+    "TestTimeAugmentation",
     "TrainingContract",
     "TrainingProgress",
     "check_training_config",
     "config_diff",
     "diff",
+    "single_pass_difference",
     "with_overrides",
 ]

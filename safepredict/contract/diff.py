@@ -12,6 +12,7 @@ from safepredict.contract.values import (
     ARCHITECTURE_FIELDS,
     DIFF_FIELDS,
     POSTPROCESSING_FIELDS,
+    TTA_FIELDS,
     Discrepancy,
     TrainingContract,
 )
@@ -36,6 +37,10 @@ def _category(field: str) -> str:
 
 
 def _severity(field: str) -> str:
+    if field in TTA_FIELDS:
+        # A predictor runs one pass per image either way: the detections differ from the TTA
+        # evaluation's, on purpose, not wrongly.
+        return "warning"
     if field in POSTPROCESSING_FIELDS or field == "class_names":
         # A post-processing value chosen at inference is honoured (and logged); wrong names
         # mislabel but do not change boxes or scores.
@@ -50,7 +55,26 @@ def _training_value_text(training: TrainingContract, field: str) -> str:
     return repr(training.value(field))
 
 
+def _tta_fix(field: str, training: TrainingContract, inference: TrainingContract) -> str:
+    key = str(inference.keys.get(field) or training.keys.get(field) or field)
+    want = _training_value_text(training, field)
+    single = (
+        "no predictor runs TTA (DefaultPredictor, inference_detector and SafePredictor run one pass per image), "
+        "so detections match the evaluation without TTA"
+    )
+    if training.tta.enabled and not inference.tta.enabled:
+        return (
+            f"set {key} = {want} (training value) if you mean to evaluate as training did; {single}: compare them "
+            "with that evaluation, not the TTA one"
+        )
+    if inference.tta.enabled and not training.tta.enabled:
+        return f"set {key} = {want} (training value): training evaluated without TTA; {single}"
+    return f"set {key} = {want} (training value) to evaluate with the training's augmentation; {single}"
+
+
 def _fix(field: str, training: TrainingContract, inference: TrainingContract) -> str:
+    if field in TTA_FIELDS:
+        return _tta_fix(field, training, inference)
     want = _training_value_text(training, field)
     have = repr(inference.value(field))
     inference_key = str(inference.keys.get(field, ""))
@@ -78,6 +102,10 @@ def _message(field: str, t: Any, i: Any) -> str:
         return "same values in reversed channel order: RGB/BGR swapped"
     if field == "input_format":
         return "channel order swapped: the first convolution sees red where it learned blue"
+    if field == "tta.enabled":
+        return "test-time augmentation " + ("on at training evaluation, off here" if t else "off at training, on here")
+    if field in TTA_FIELDS:
+        return "another test-time augmentation"
     return ""
 
 
@@ -97,6 +125,8 @@ def diff(
         t, i = training.value(field), inference.value(field)
         if field == "class_names" and (t is None or i is None):
             continue
+        if field in TTA_FIELDS and field != "tta.enabled" and not (training.tta.enabled and inference.tta.enabled):
+            continue  # the copies only matter where both sides augment
         if _same(t, i):
             continue
         key = training.keys.get(field)
@@ -187,3 +217,27 @@ _ABSENT: Any = _Absent()
 
 def _short(value: Any) -> str:
     return "<absent>" if value is _ABSENT else repr(value)
+
+
+def single_pass_difference(training: TrainingContract, runner: str) -> Discrepancy | None:
+    """The difference between a training evaluation with test-time augmentation and ``runner``, which
+    runs the model once per image at the test size (every predictor does: DefaultPredictor,
+    inference_detector, SafePredictor). None when the evaluation did not augment."""
+    if not training.tta.enabled:
+        return None
+    return Discrepancy(
+        key="tta.enabled",
+        framework_key=training.key("tta.enabled"),
+        training=True,
+        inference=False,
+        training_source=training.where("tta.enabled"),
+        inference_source=f"{runner}: one pass per image at the test size",
+        severity="warning",
+        category="preprocessing",
+        fix=(
+            f"compare {runner}'s detections with the evaluation without TTA (Detectron2's tools/train_net.py "
+            "reports both, the TTA one as bbox_TTA; mmdet: tools/test.py without --tta), not with the TTA one: "
+            f"training evaluated merged copies at {training.tta.copies()}"
+        ),
+        message="test-time augmentation on at training evaluation; the predictor runs one pass per image",
+    )

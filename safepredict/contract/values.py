@@ -184,6 +184,55 @@ class TrainingProgress:
         return ", ".join(parts) + f" ({state})"
 
 
+@attrs.frozen(eq=False)
+class TestTimeAugmentation:
+    """Whether training-time evaluation merged augmented copies of each image (TTA), and which.
+
+    ``enabled``: the evaluation ran the model on several resized (and flipped) copies of each image
+    and merged the detections (Detectron2: ``TEST.AUG.ENABLED``, which ``tools/train_net.py``
+    evaluates besides the plain model; MMDetection: a ``TestTimeAug`` test pipeline, or a TTA
+    model wrapper). ``min_sizes``: the short-edge sizes of the copies, ``max_size`` the long-edge
+    cap, ``flip`` whether horizontally flipped copies were added. ``declared``: a TTA set-up the
+    config holds for a separate run without being the evaluation's own (mmdet's ``tta_model`` /
+    ``tta_pipeline``, used by ``tools/test.py --tta``). Two values are equal when both are off, or
+    both on with the same copies: the copies of an augmentation that is off set nothing.
+    """
+
+    __test__ = False  # a value named Test*, not a pytest test class
+
+    enabled: bool = attrs.field(default=False, converter=bool)
+    min_sizes: tuple[int, ...] = attrs.field(default=(), converter=_ints)
+    max_size: int | None = attrs.field(default=None, converter=_opt_int)
+    flip: bool = attrs.field(default=False, converter=bool)
+    declared: bool = attrs.field(default=False, converter=bool)
+
+    def _setting(self) -> tuple[Any, ...]:
+        return (True, self.min_sizes, self.max_size, self.flip) if self.enabled else (False,)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, TestTimeAugmentation):
+            return NotImplemented
+        return self._setting() == other._setting()
+
+    def __hash__(self) -> int:
+        return hash(self._setting())
+
+    def copies(self) -> str:
+        """The augmented copies in words (short-edge sizes, long-edge cap, flips)."""
+        sizes = "/".join(str(s) for s in self.min_sizes) or "the test size"
+        cap = f", long edge at most {self.max_size}" if self.max_size else ""
+        flip = ", each also flipped horizontally" if self.flip else ""
+        return f"short edge {sizes} px{cap}{flip}"
+
+    def describe(self) -> str:
+        """The augmentation in words."""
+        if self.enabled:
+            return f"on: the evaluation merged copies at {self.copies()}"
+        if self.declared:
+            return f"off at evaluation (a separate TTA run is configured: {self.copies()})"
+        return "off"
+
+
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:g}"
@@ -205,7 +254,8 @@ class TrainingContract:
     without NMS. ``class_names`` is None where the artifact does not record names (a Detectron2
     config alone does not). ``keys`` maps each field (``"resize.min_size"`` for a resize field)
     to the framework key path it was read from; ``raw`` to the value as the framework wrote it.
-    ``train_resize`` and ``test_transforms`` feed :func:`check_training_config`.
+    ``train_resize`` and ``test_transforms`` feed :func:`check_training_config`. ``tta`` says
+    whether the evaluation used test-time augmentation (a predictor runs one pass per image).
 
     Two contracts are equal when every setting is equal; where they were read from
     (``source``, ``keys``, ``raw``) and ``progress`` do not take part.
@@ -228,6 +278,7 @@ class TrainingContract:
     backbone: str
     depth: int | None = attrs.field(converter=_opt_int)
     heads: frozenset[str] = attrs.field(converter=_heads)
+    tta: TestTimeAugmentation = attrs.field(factory=TestTimeAugmentation)
     progress: TrainingProgress | None = attrs.field(default=None, eq=False)
     keys: FrozenMap = attrs.field(factory=FrozenMap, converter=_frozen_map, eq=False)
     raw: FrozenMap = attrs.field(factory=FrozenMap, converter=_frozen_map, eq=False, repr=False)
@@ -291,6 +342,7 @@ class TrainingContract:
             f"  resize: {self.resize.describe()}",
             f"  padding: {pad}, filled with {self.pad_value:g} after normalisation",
             f"  post-processing: score >= {self.score_threshold:g}, {nms}, {cap}",
+            f"  test-time augmentation: {self.tta.describe()}",
             f"  model: {self.meta_architecture}, backbone {self.backbone}{depth}, heads: {heads}",
             f"  classes: {self.num_classes}{names}",
         ]
@@ -355,8 +407,11 @@ ARCHITECTURE_FIELDS = (
     "num_classes",
     "class_names",
 )
-DIFF_FIELDS = PREPROCESSING_FIELDS + POSTPROCESSING_FIELDS + ARCHITECTURE_FIELDS
-OVERRIDABLE_FIELDS = (*DIFF_FIELDS, "resize")
+# Test-time augmentation: diffed (sizes and flip only where both sides augment), never overridden:
+# no predictor runs it, so there is no value to choose.
+TTA_FIELDS = ("tta.enabled", "tta.min_sizes", "tta.max_size", "tta.flip")
+DIFF_FIELDS = PREPROCESSING_FIELDS + POSTPROCESSING_FIELDS + ARCHITECTURE_FIELDS + TTA_FIELDS
+OVERRIDABLE_FIELDS = (*PREPROCESSING_FIELDS, *POSTPROCESSING_FIELDS, *ARCHITECTURE_FIELDS, "resize")
 
 
 def with_overrides(

@@ -180,6 +180,9 @@ def contract_findings(
     for d in diffs:
         if d.key == "score_threshold":
             threshold_diff = d
+        elif d.key.startswith("tta."):
+            # Nothing to measure: no predictor runs test-time augmentation, either way.
+            findings += unmeasured_contract_findings([d], contract)
         elif d.category == "architecture":
             architecture.append(d)
         else:

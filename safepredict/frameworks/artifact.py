@@ -17,11 +17,10 @@ from typing import Any
 import attrs
 
 from safepredict.contract import Discrepancy, TrainingContract, check_training_config, config_diff, diff
-from safepredict.errors import UnsupportedModelError
+from safepredict.errors import InputError, UnsupportedModelError
 from safepredict.frameworks.checkpoint import detect_framework, framework_of_config, load_checkpoint
 
-__all__ = ["TrainingArtifact", "discover", "read_contract"]
-
+__all__ = ["CONFIG_SUFFIXES", "TrainingArtifact", "discover", "read_contract"]
 
 
 @attrs.frozen
@@ -100,13 +99,7 @@ def discover(
     would run code, and :class:`~safepredict.errors.UnsupportedModelError` for a model family
     safepredict does not run.
     """
-    path = Path(checkpoint)
-    data = load_checkpoint(path)
-    framework = detect_framework(data, path)
-    artifact: TrainingArtifact = _reader(framework).discover(
-        path, data, config=config, training_config=training_config, trust=trust
-    )
-    artifact = attrs.evolve(artifact, checkpoint_data=data, config_differences=_config_differences(artifact))
+    artifact = _read_artifact(Path(checkpoint), config, training_config, trust)
     check_supported(artifact.training_contract)
     if overrides:
         base = artifact.inference_contract or artifact.training_contract
@@ -114,6 +107,15 @@ def discover(
         discrepancies = diff(artifact.training_contract, inference) + check_training_config(artifact.training_contract)
         artifact = attrs.evolve(artifact, inference_contract=inference, discrepancies=discrepancies)
     return artifact
+
+
+def _read_artifact(path: Path, config: Any, training_config: Any, trust: bool) -> TrainingArtifact:
+    data = load_checkpoint(path)
+    framework = detect_framework(data, path)
+    artifact: TrainingArtifact = _reader(framework).discover(
+        path, data, config=config, training_config=training_config, trust=trust
+    )
+    return attrs.evolve(artifact, checkpoint_data=data, config_differences=_config_differences(artifact))
 
 
 def _config_differences(artifact: TrainingArtifact) -> tuple[Discrepancy, ...]:
@@ -156,15 +158,56 @@ def check_supported(contract: TrainingContract) -> None:
         found=contract.meta_architecture,
         source=contract.source,
         fix="run this model with the framework's own tools; safepredict's contract and diff "
-        "(safepredict.frameworks.artifact.read_contract) still read its config",
+        "(safepredict.read_contract, `safepredict contract`) still read its config",
     )
 
 
-def read_contract(config: Any, *, framework: str | None = None, trust: bool = False) -> TrainingContract:
-    """The contract of one config (a file path or a framework config object), without a checkpoint.
+# What a config file is called; anything else given as a path is taken for a checkpoint.
+CONFIG_SUFFIXES = frozenset({".py", ".yaml", ".yml", ".json"})
 
-    Read by the safe readers unless ``trust=True`` (which runs the framework's own loader).
+
+def read_contract(
+    path: Any,
+    *,
+    training_config: Any = None,
+    framework: str | None = None,
+    trust: bool = False,
+) -> TrainingContract:
+    """What a model saw at training: the contract of a config or of a checkpoint, no model built.
+
+    ``path`` is a training config (a ``.py``/``.yaml``/``.yml``/``.json`` file, or a framework
+    config object) or a checkpoint (any other file). A checkpoint's training config is found as
+    :func:`discover` finds it (``config.yaml`` beside a Detectron2 checkpoint, the text embedded
+    in an mmengine one; ``training_config=`` when it is elsewhere), its progress is read from it,
+    and the class names come from the ``safepredict-classes.json`` a training hook wrote beside it
+    where there is one (as ``SafePredictor`` takes them: a Detectron2 config records none). Read
+    by the safe readers unless ``trust=True`` (which runs the framework's own loader). No model is
+    built.
     """
-    name = framework or framework_of_config(config)
-    contract: TrainingContract = _reader(name).read_contract(config, trust=trust)
+    if isinstance(path, str | Path) and Path(path).suffix.lower() not in CONFIG_SUFFIXES:
+        checkpoint = Path(path)
+        # Any family: the contract of a model safepredict does not run is still worth reading.
+        artifact = _read_artifact(checkpoint, None, training_config, trust)
+        return _with_bundle_class_names(artifact.training_contract, checkpoint)
+    if training_config is not None:
+        raise InputError(
+            "training_config= is for a checkpoint; a config is its own training config",
+            found=str(path),
+            fix="pass the config alone, or the checkpoint with training_config=",
+        )
+    name = framework or framework_of_config(path)
+    contract: TrainingContract = _reader(name).read_contract(path, trust=trust)
     return contract
+
+
+def _with_bundle_class_names(contract: TrainingContract, checkpoint: Path) -> TrainingContract:
+    """The class names the training hook wrote beside the checkpoint, as SafePredictor takes them."""
+    from safepredict import bundle
+
+    found = bundle.find(checkpoint)
+    names = found.class_names()
+    if names is None or len(names) != contract.num_classes:
+        return contract
+    notes = dict(contract.notes)
+    notes["class_names"] = f"{found.classes} (written by the training hook)"
+    return attrs.evolve(contract, class_names=names, notes=notes)

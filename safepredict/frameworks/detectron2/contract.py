@@ -21,6 +21,7 @@ from typing import Any
 
 from safepredict.contract import (
     ResizePolicy,
+    TestTimeAugmentation,
     TrainingContract,
     TrainingProgress,
     check_training_config,
@@ -258,6 +259,7 @@ def _yacs_contract(cfg: Any, source: str, checkpoint: dict[str, Any] | None) -> 
     backbone = cfg.MODEL.BACKBONE.NAME
     depth = cfg.MODEL.RESNETS.DEPTH if "resnet" in backbone.lower() else None
 
+    tta = _yacs_tta(cfg, keys, notes, raw)
     class_names, notes["class_names"] = _class_names(cfg)
     progress = None
     if checkpoint is not None and "iteration" in checkpoint:
@@ -280,12 +282,44 @@ def _yacs_contract(cfg: Any, source: str, checkpoint: dict[str, Any] | None) -> 
         backbone=backbone,
         depth=depth,
         heads=frozenset(heads),
+        tta=tta,
         progress=progress,
         keys=keys,
         raw=raw,
         notes=notes,
         train_resize=train_resize,
         test_transforms=("ResizeShortestEdge",),
+    )
+
+
+def _yacs_tta(cfg: Any, keys: dict[str, str], notes: dict[str, str], raw: dict[str, Any]) -> TestTimeAugmentation:
+    """``TEST.AUG``: what ``tools/train_net.py`` evaluates with ``GeneralizedRCNNWithTTA`` when enabled."""
+    aug = cfg.TEST.get("AUG") if hasattr(cfg.TEST, "get") else None
+    if aug is None:
+        notes["tta.enabled"] = "no TEST.AUG in this config: no test-time augmentation"
+        return TestTimeAugmentation()
+    keys.update(
+        {
+            "tta.enabled": "TEST.AUG.ENABLED",
+            "tta.min_sizes": "TEST.AUG.MIN_SIZES",
+            "tta.max_size": "TEST.AUG.MAX_SIZE",
+            "tta.flip": "TEST.AUG.FLIP",
+        }
+    )
+    notes["tta.enabled"] = (
+        "tools/train_net.py evaluates GeneralizedRCNNWithTTA (results suffixed _TTA) besides the plain model "
+        "when set; DefaultTrainer and DefaultPredictor never augment"
+    )
+    raw.update(
+        {
+            "tta.enabled": bool(aug.ENABLED),
+            "tta.min_sizes": aug.MIN_SIZES,
+            "tta.max_size": aug.MAX_SIZE,
+            "tta.flip": bool(aug.FLIP),
+        }
+    )
+    return TestTimeAugmentation(
+        enabled=aug.ENABLED, min_sizes=tuple(aug.MIN_SIZES), max_size=aug.MAX_SIZE, flip=aug.FLIP
     )
 
 
@@ -569,16 +603,23 @@ def discover(
     elif beside.is_file():
         training = beside
     else:
-        hint = (
-            f"if {config} is the config the model was trained with, pass it as training_config={str(config)!r}"
-            if isinstance(config, str | Path)
-            else "pass training_config='path/to/config.yaml' (the config the model was trained with)"
-        )
+        if isinstance(config, str | Path):
+            hint = f"if {config} is the config the model was trained with, pass it as training_config={str(config)!r}"
+        elif config is not None:
+            # Detectron2's tutorial: DefaultTrainer(cfg) without default_setup, then a predictor on the same cfg.
+            hint = (
+                "if this cfg is the one the model was trained with (DefaultTrainer(cfg) without default_setup, "
+                "as in Detectron2's tutorial), pass it as the training config too: "
+                "SafePredictor(cfg, training_config=cfg); next time register "
+                "safepredict.frameworks.detectron2.hook.SafePredictHook(), which writes config.yaml at training"
+            )
+        else:
+            hint = "pass training_config='path/to/config.yaml' (the config the model was trained with)"
         raise TrainingArtifactNotFound(
             f"Detectron2 checkpoint {path} has no config.yaml beside it. Detectron2 writes the training "
-            "config to OUTPUT_DIR/config.yaml next to model_final.pth; without it the training "
-            "pre-processing (INPUT.FORMAT, PIXEL_MEAN/STD, MIN_SIZE_TEST) cannot be known. "
-            f"Copy that file next to the checkpoint, or {hint}.",
+            "config to OUTPUT_DIR/config.yaml next to model_final.pth (default_setup does, as tools/train_net.py "
+            "calls it); without it the training pre-processing (INPUT.FORMAT, PIXEL_MEAN/STD, MIN_SIZE_TEST) "
+            f"cannot be known. Copy that file next to the checkpoint, or {hint}.",
             expected=str(beside),
             found=None,
             source=str(path),

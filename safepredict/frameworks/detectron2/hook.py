@@ -6,11 +6,18 @@
     trainer.register_hooks([SafePredictHook()])   # after the trainer's own hooks: runs last
     trainer.train()
 
+When training starts (``before_train``), on the main process, it writes the trainer's ``cfg`` to
+``OUTPUT_DIR/config.yaml`` if nothing wrote it there, as ``default_setup`` would: Detectron2's
+own tutorial trains with ``DefaultTrainer(cfg)`` and never calls ``default_setup``, and without
+that file nobody can tell later how the model expects its input.
+
 At the end of training (``after_train``: after the last evaluation and the final checkpoint),
 on the main process only, it writes ``safepredict.lock``, ``safepredict-profile.json``, the
 golden set and ``safepredict-classes.json`` beside ``OUTPUT_DIR/model_final.pth``, computed on the
 validation set (``DATASETS.TEST[0]``, as registered in ``DatasetCatalog``) through the training
-contract's own pipeline. For ``SimpleTrainer`` or a LazyConfig training loop, pass
+contract's own pipeline. With no validation set (the tutorial's ``DATASETS.TEST = ()``) it writes
+the lock and the class names (of ``DATASETS.TRAIN[0]``) and says that the profile and golden set
+need ``dataset=`` or ``val_images=``. For ``SimpleTrainer`` or a LazyConfig training loop, pass
 ``checkpoint=``, ``config=`` and ``dataset=`` (or ``val_images=``) explicitly.
 """
 
@@ -66,6 +73,7 @@ class SafePredictHook(HookBase):
         return checkpoint, config if config is not None and config.is_file() else None
 
     def _validation(self) -> tuple[list[str], tuple[str, ...] | None]:
+        """The validation images and the class names; no images where the trainer has no validation set."""
         from detectron2.data import DatasetCatalog, MetadataCatalog
 
         names = tuple(self.class_names) if self.class_names else None
@@ -74,12 +82,40 @@ class SafePredictHook(HookBase):
         cfg = self._cfg()
         dataset = self.dataset or (cfg.DATASETS.TEST[0] if cfg is not None and cfg.DATASETS.TEST else None)
         if dataset is None:
-            raise ValueError("SafePredictHook: no validation set (cfg.DATASETS.TEST is empty); pass dataset=")
+            train = cfg.DATASETS.TRAIN[0] if cfg is not None and cfg.DATASETS.TRAIN else None
+            if names is None and train is not None:
+                classes = MetadataCatalog.get(train).get("thing_classes")
+                names = tuple(classes) if classes else None
+            return [], names
         records = DatasetCatalog.get(dataset)
         if names is None:
             classes = MetadataCatalog.get(dataset).get("thing_classes")
             names = tuple(classes) if classes else None
         return [r["file_name"] for r in records], names
+
+    def write_config(self) -> Path | None:
+        """Write the trainer's cfg to ``OUTPUT_DIR/config.yaml`` where nothing wrote it; the path written, or None.
+
+        What ``default_setup`` writes (``cfg.dump()``), so the checkpoint carries its training config
+        wherever ``model_final.pth`` goes with its folder. An existing file is left alone, and so is a
+        run given ``config=``.
+        """
+        cfg = self._cfg()
+        if self.config or cfg is None or not getattr(cfg, "OUTPUT_DIR", None) or not hasattr(cfg, "dump"):
+            return None
+        path = Path(cfg.OUTPUT_DIR) / "config.yaml"
+        if path.is_file():
+            return None
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(cfg.dump(), encoding="utf-8")
+        logger.info("SafePredictHook: wrote the training config to %s (as default_setup would)", path)
+        return path
+
+    def before_train(self) -> None:
+        from detectron2.utils import comm
+
+        if comm.is_main_process():
+            self.write_config()
 
     def after_train(self) -> None:
         from detectron2.utils import comm
@@ -88,6 +124,7 @@ class SafePredictHook(HookBase):
 
         if not comm.is_main_process():
             return
+        self.write_config()  # a hook registered after training started missed before_train
         checkpoint, config = self._paths()
         images, names = self._validation()
         self.bundle = write_bundle(

@@ -217,6 +217,30 @@ def _instances_to_detections(pred: Any, class_names: Any, image_size: tuple[int,
     )
 
 
+def _flips(step: Any) -> bool:
+    return str(step.get("type", "")).rsplit(".", 1)[-1] == "RandomFlip" and float(step.get("prob", 0) or 0) > 0
+
+
+def single_pass(pipeline: Iterable[Any]) -> list[Any]:
+    """A test pipeline with each ``TestTimeAug`` replaced by one unflipped copy: its first transform of
+    every group (a flip group gives its no-flip member, or nothing).
+
+    A plain detector's ``test_step`` takes one view per image; the contract's resize is the first
+    resize of the augmentation, the same one, and the predictor warns that training evaluated
+    with TTA (``contract.tta``).
+    """
+    steps: list[Any] = []
+    for step in pipeline:
+        if str(step.get("type", "")).rsplit(".", 1)[-1] != "TestTimeAug":
+            steps.append(step)
+            continue
+        for group in step.get("transforms", []) or []:
+            chosen = next((t for t in group or [] if not _flips(t)), None)
+            if chosen is not None:
+                steps.append(copy.deepcopy(chosen))
+    return steps
+
+
 class MMDetAdapter(Adapter):
     framework = "mmdet"
     weights_key = "state_dict"
@@ -271,7 +295,7 @@ class MMDetAdapter(Adapter):
         from mmcv.transforms import Compose
         from mmdet.utils import get_test_pipeline_cfg
 
-        pipeline = get_test_pipeline_cfg(self.cfg)
+        pipeline = single_pass(get_test_pipeline_cfg(self.cfg))
         self._load_file = Compose([pipeline[0]])
         array_loader = copy.deepcopy(pipeline[0])
         array_loader["type"] = "mmdet.LoadImageFromNDArray"

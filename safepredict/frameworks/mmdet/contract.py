@@ -19,6 +19,7 @@ from typing import Any
 
 from safepredict.contract import (
     ResizePolicy,
+    TestTimeAugmentation,
     TrainingContract,
     TrainingProgress,
     check_training_config,
@@ -127,16 +128,74 @@ def _find_pipeline(cfg: Any, loaders: Sequence[str], fallback: str | None) -> tu
     return None
 
 
-def _flatten(pipeline: Sequence[Any]) -> list[Any]:
-    """Steps of a pipeline, with the first branch of a TestTimeAug spliced in."""
-    steps: list[Any] = []
-    for step in pipeline:
-        steps.append(step)
+def _flatten(pipeline: Sequence[Any], path: str) -> list[tuple[Any, str]]:
+    """Steps of a pipeline with their key paths, the first branch of a TestTimeAug spliced in
+    (``pipeline[1].transforms[0][0]``: the copy a single pass runs)."""
+    steps: list[tuple[Any, str]] = []
+    for index, step in enumerate(pipeline):
+        steps.append((step, f"{path}[{index}]"))
         if _type_name(step) == "TestTimeAug":
-            for group in step.get("transforms", []):
+            for number, group in enumerate(step.get("transforms", [])):
                 if group:
-                    steps.append(group[0])
+                    steps.append((group[0], f"{path}[{index}].transforms[{number}][0]"))
     return steps
+
+
+def _tta_step(pipeline: Sequence[Any]) -> tuple[int, Any] | None:
+    for index, step in enumerate(pipeline):
+        if _type_name(step) == "TestTimeAug":
+            return index, step
+    return None
+
+
+def _tta_copies(step: Any) -> dict[str, Any]:
+    """The sizes and flips of a ``TestTimeAug`` step: every combination of one transform per group."""
+    sizes: list[int] = []
+    longs: list[int] = []
+    flip = False
+    for group in step.get("transforms", []) or []:
+        for transform in group or []:
+            name = _type_name(transform)
+            if name in _RESIZES and transform.get("scale") is not None:
+                pair = _pair(transform["scale"])
+                sizes.append(min(pair))
+                longs.append(max(pair))
+            elif name == "RandomFlip" and float(transform.get("prob", 0) or 0) > 0:
+                flip = True
+    return {"min_sizes": tuple(sizes), "max_size": max(longs) if longs else None, "flip": flip}
+
+
+def _tta(
+    cfg: Any, pipeline: Sequence[Any], path: str, keys: dict[str, str], notes: dict[str, str], raw: dict[str, Any]
+) -> TestTimeAugmentation:
+    """Whether the evaluation pipeline is a ``TestTimeAug``, and the ``tta_model``/``tta_pipeline`` it may hold.
+
+    mmengine's validation and test loops run the test pipeline as written; ``tta_model`` and
+    ``tta_pipeline`` are used only by ``tools/test.py --tta``, which swaps them in.
+    """
+    found = _tta_step(pipeline)
+    declared = bool(cfg.get("tta_model") or cfg.get("tta_pipeline"))
+    if found is not None:
+        index, step = found
+        keys["tta.enabled"] = f"{path}[{index}].type"
+        for field in ("min_sizes", "max_size", "flip"):
+            keys[f"tta.{field}"] = f"{path}[{index}].transforms"
+        notes["tta.enabled"] = "the test pipeline is a TestTimeAug: the evaluation merged augmented copies"
+        copies = _tta_copies(step)
+        raw.update({"tta.enabled": True, **{f"tta.{k}": v for k, v in copies.items()}})
+        return TestTimeAugmentation(enabled=True, declared=declared, **copies)
+    keys["tta.enabled"] = path
+    raw["tta.enabled"] = False
+    tta_pipeline = cfg.get("tta_pipeline")
+    declared_step = _tta_step(tta_pipeline) if tta_pipeline else None
+    if declared:
+        notes["tta.enabled"] = (
+            "not in the test pipeline; the config's tta_model/tta_pipeline run only with tools/test.py --tta"
+        )
+    else:
+        notes["tta.enabled"] = "the test pipeline has no TestTimeAug"
+    copies = _tta_copies(declared_step[1]) if declared_step is not None else {}
+    return TestTimeAugmentation(enabled=False, declared=declared, **copies)
 
 
 def _pair(scale: Any) -> tuple[int, int]:
@@ -236,11 +295,10 @@ def _pipeline_resize(
     keys: dict[str, str] = {}
     raw: dict[str, Any] = {}
     notes: dict[str, str] = {}
-    for index, step in enumerate(pipeline):
+    for step, where in _flatten(pipeline, path):
         name = _type_name(step)
         if name not in _RESIZES:
             continue
-        where = f"{path}[{index}]"
         scale_key = f"{where}.scales" if name == "RandomChoiceResize" else f"{where}.scale"
         if name == "FixShapeResize":
             scale_key = f"{where}.width"
@@ -369,12 +427,12 @@ def _contract(cfg: Any, source: str, data: Mapping[str, Any] | None) -> Training
             fix="pass the full training config (with test_dataloader), as mmengine dumps it into work_dir",
         )
     pipeline, pipeline_path = found
-    steps = _flatten(pipeline)
-    resize, resize_keys, resize_raw, resize_notes = _pipeline_resize(steps, pipeline_path)
+    resize, resize_keys, resize_raw, resize_notes = _pipeline_resize(pipeline, pipeline_path)
     keys.update(resize_keys)
     notes.update(resize_notes)
     raw.update(resize_raw)
     keys["test_transforms"] = pipeline_path
+    tta = _tta(cfg, pipeline, pipeline_path, keys, notes, raw)
     train_resize = None
     train_found = _find_pipeline(cfg, ("train_dataloader",), "train_pipeline")
     if train_found is not None:
@@ -469,6 +527,7 @@ def _contract(cfg: Any, source: str, data: Mapping[str, Any] | None) -> Training
         backbone=backbone,
         depth=depth,
         heads=frozenset(heads),
+        tta=tta,
         progress=progress,
         keys=keys,
         raw=raw,
@@ -514,11 +573,17 @@ def discover(
     else:
         embedded = embedded_config(data, path, trust=trust)
         if embedded is None:
-            hint = (
-                f"if {config} is the config the model was trained with, pass it as training_config={str(config)!r}"
-                if isinstance(config, str | Path)
-                else "pass training_config='path/to/config.py' (the config the model was trained with)"
-            )
+            if isinstance(config, str | Path):
+                hint = (
+                    f"if {config} is the config the model was trained with, pass it as training_config={str(config)!r}"
+                )
+            elif config is not None:
+                hint = (
+                    "if this cfg is the one the model was trained with, pass it as the training config too: "
+                    "SafePredictor.from_mmdet(cfg, checkpoint, training_config=cfg)"
+                )
+            else:
+                hint = "pass training_config='path/to/config.py' (the config the model was trained with)"
             raise TrainingArtifactNotFound(
                 f"mmengine checkpoint {path} carries no training config (neither meta['cfg'] nor "
                 "message_hub.runtime_info.cfg; published checkpoints are often stripped of it). "
