@@ -19,6 +19,7 @@ from mkdocs.structure.files import File, Files
 # page (under docs/) -> (title, identifier, extra mkdocstrings options)
 PAGES: dict[str, tuple[str, str, dict[str, Any]]] = {
     "reference/safepredictor.md": ("SafePredictor", "safepredict.SafePredictor", {}),
+    "reference/safeinferencer.md": ("SafeInferencer", "safepredict.SafeInferencer", {}),
     "reference/detections.md": ("Detections", "safepredict.detections.Detections", {}),
     "reference/contract.md": ("safepredict.contract", "safepredict.contract", {"members_order": "source"}),
     "reference/errors.md": ("safepredict.errors", "safepredict.errors", {"members_order": "source"}),
