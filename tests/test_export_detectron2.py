@@ -189,3 +189,36 @@ def test_decoded_pixels_match_detectron2_read_image(d2_fixture, exported):
         ours = onnx.load(image)
         theirs = detection_utils.read_image(str(image), format=ours.color)
         np.testing.assert_array_equal(ours.array, theirs)
+
+
+def test_the_monitor_reference_travels_in_the_file(d2_fixture, exported, tmp_path):
+    from safepredict.monitor import ReferenceProfile
+
+    predictor, _ = exported
+    images = d2_fixture.dataset.val_images[:6]
+    profile = ReferenceProfile.build(
+        [predictor.predict_candidates(p) for p in images],
+        score_threshold=predictor.monitor_threshold,
+        class_names=predictor.class_names,
+    )
+    path = predictor.export(tmp_path / "with-reference.onnx", reference=profile)
+    onnx = SafePredictor.from_onnx(path)
+    assert onnx.monitor is not None and onnx.monitor.reference is not None
+    assert onnx.monitor.reference.to_json() == profile.to_json()
+    for image in images:
+        onnx.predict(image)  # the monitor observes the ONNX side's candidates
+    result = predict_without_frameworks(path, list(images[:2]))
+    assert result["reference"] and result["loaded"] == []
+
+
+def test_runtime_entries_are_checked_at_start_up(exported, monkeypatch):
+    from safepredict import EnvironmentMismatchError, SafePredictWarning
+    from safepredict.engines import onnx_predictor
+
+    _, path = exported
+    real = onnx_predictor._installed
+    monkeypatch.setattr(onnx_predictor, "_installed", lambda d: "0.0.1" if d == "onnxruntime" else real(d))
+    with pytest.warns(SafePredictWarning, match=r"packages.onnxruntime: exported with .*, running 0.0.1"):
+        SafePredictor.from_onnx(path, monitor=False)
+    with pytest.raises(EnvironmentMismatchError, match=r"packages\.onnxruntime"):
+        SafePredictor.from_onnx(path, monitor=False, on_env_mismatch="error")

@@ -38,6 +38,17 @@ def _zoo_faster_rcnn():
     return _load(out, images)
 
 
+def _fixture_reference(fixture):
+    """mmdet's ``init_detector`` + ``inference_detector`` on the trained checkpoint (its training
+    state loads with safepredict's allow-list of globals, as tests/test_predictor_mmdet.py does)."""
+    import torch
+
+    from safepredict.frameworks.checkpoint import safe_globals
+
+    with torch.serialization.safe_globals(safe_globals()):
+        return mmdet_reference(str(fixture.config), fixture.checkpoint)
+
+
 def _as_detections(sample) -> Detections:
     pred = sample.pred_instances
     return Detections(pred.bboxes.numpy(), pred.scores.numpy(), pred.labels.numpy())
@@ -58,7 +69,7 @@ def images(tmp_path_factory, mmdet_fixture):
 
 def test_fixture_parity_with_mmdet_evaluation(mmdet_fixture, exported, images):
     predictor, path = exported
-    _, run = mmdet_reference(str(mmdet_fixture.config), mmdet_fixture.checkpoint)
+    _, run = _fixture_reference(mmdet_fixture)
     onnx = SafePredictor.from_onnx(path, monitor=False)
     total = 0
     for image in images:
@@ -74,7 +85,7 @@ def test_fixture_runs_without_torch_or_mmdet(mmdet_fixture, exported, images):
     predictor, path = exported
     result = predict_without_frameworks(path, images)
     assert result["loaded"] == []
-    _, run = mmdet_reference(str(mmdet_fixture.config), mmdet_fixture.checkpoint)
+    _, run = _fixture_reference(mmdet_fixture)
     for image in images:
         ref = _as_detections(run(image))
         assert_export_parity(ref, result["detections"][str(image)], predictor.score_threshold, where=image.name)
