@@ -14,3 +14,4 @@ PY="$VENV/bin/python"
 "$PY" benchmarks/bench_diagnose.py --out docs/benchmarks-diagnose.md
 "$PY" benchmarks/bench_batching.py --out docs/benchmarks-batching.md
 "$PY" benchmarks/bench_folder.py --images 200 --out docs/benchmarks-folder.md
+"$PY" benchmarks/bench_onnx.py --repeats 3 --zoo --out docs/benchmarks-onnx.md
