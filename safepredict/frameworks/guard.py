@@ -25,10 +25,12 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 import pickle
 import reprlib
 import signal
+import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
@@ -174,12 +176,27 @@ def _error_state(exc: SafePredictError) -> tuple[str, str, dict[str, Any]]:
     return type(exc).__name__, exc.message, fields
 
 
+class _Collect(logging.Handler):
+    """The child's log records of ``safepredict``, sent to the parent, which logs them."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[tuple[str, int, str]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with contextlib.suppress(Exception):
+            self.records.append((record.name, record.levelno, record.getMessage()[:10_000]))
+
+
 def _child(write: int, fn: Callable[..., Any], args: tuple[Any, ...], lim: Limits) -> None:
     global _in_child
     _in_child = True
     code = 0
     try:
         _apply(lim)
+        collect = _Collect()
+        logger = logging.getLogger("safepredict")
+        logger.handlers, logger.propagate = [collect], False
         outcome: tuple[str, Any]
         try:
             outcome = ("ok", fn(*args))
@@ -191,12 +208,13 @@ def _child(write: int, fn: Callable[..., Any], args: tuple[Any, ...], lim: Limit
             outcome = ("limit", "recursion")
         except BaseException as exc:  # noqa: BLE001 - anything else ends typed in the parent
             outcome = ("crash", f"{type(exc).__name__}: {reprlib.repr(exc.args)}")
+        outcome = (*outcome, collect.records[:1000])
         try:
             data = pickle.dumps(outcome, protocol=pickle.HIGHEST_PROTOCOL)
         except RecursionError:
-            data = pickle.dumps(("limit", "recursion"))
+            data = pickle.dumps(("limit", "recursion", []))
         if len(data) > MAX_RESULT_BYTES:
-            data = pickle.dumps(("limit", "result"))
+            data = pickle.dumps(("limit", "result", []))
         view = memoryview(data)
         while view:
             view = view[os.write(write, view[: 1 << 20]) :]
@@ -259,6 +277,9 @@ def run(fn: Callable[..., T], *args: Any, source: str) -> T:
     import select
 
     lim = limits()
+    for stream in (sys.stdout, sys.stderr):  # the child must not write the parent's pending output again
+        with contextlib.suppress(Exception):
+            stream.flush()
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child, measured by its result
@@ -307,9 +328,11 @@ def run(fn: Callable[..., T], *args: Any, source: str) -> T:
     if code == 3 or (code != 0 and not data):
         raise _limit_error(source, lim, "memory") if code == 3 else _limit_error(source, lim, "crash", f"exit {code}")
     try:
-        kind, payload = _Unpickler(io.BytesIO(data)).load()
+        kind, payload, records = _Unpickler(io.BytesIO(data)).load()
     except Exception as exc:  # noqa: BLE001 - a result that is not plain data
         raise ConfigError(f"config {source}: the reader's result is not plain data ({exc})", source=source) from None
+    for name, level, message in records if isinstance(records, list) else []:
+        logging.getLogger(str(name)).log(int(level), "%s", message)
     if kind == "ok":
         return payload
     if kind == "error":

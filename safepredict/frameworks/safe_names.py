@@ -42,6 +42,7 @@ DENIED_PARTS = frozenset(
         "hub",
         "jit",
         "launch",
+        "logging",
         "model_zoo",
         "multiprocessing",
         "package",

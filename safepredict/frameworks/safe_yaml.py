@@ -694,7 +694,7 @@ def _check_target(value: Any, where: str, source: str) -> None:
     try:
         _target_problem(name, value)
     except NameRefused as exc:
-        shown = reprlib.repr(name)
+        shown = repr(name) if len(name) <= 256 else repr(name[:256]) + "..."
         raise UntrustedCodeError(
             f"LazyConfig {source}: {where} = {shown} would be called by instantiate(); safepredict "
             f"instantiates only callables found by import under {', '.join(LAZY_TARGET_NAMESPACES)} (and none of "
