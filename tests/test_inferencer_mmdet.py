@@ -113,6 +113,30 @@ def test_out_dir_gets_the_same_files(ours, theirs, images, tmp_path) -> None:
         )
 
 
+def test_model_is_the_inference_config_diffed_against_training(ours, mmdet_fixture, images, tmp_path) -> None:
+    """``model=`` a config: DetInferencer builds everything from it; SafeInferencer diffs it against the
+    training config and honours its post-processing, so with only the threshold changed both agree."""
+    from mmdet.apis import DetInferencer
+    from mmengine.config import Config
+
+    from safepredict.frameworks.base import set_config_value
+
+    cfg = Config.fromfile(str(mmdet_fixture.config))
+    key = ours.contract.key("score_threshold")
+    lower = ours.contract.score_threshold / 2
+    set_config_value(cfg, key, lower)
+    path = tmp_path / "inference_config.py"
+    cfg.dump(str(path))
+    with pytest.warns(UserWarning, match="score_threshold: using your inference value"):
+        mine = SafeInferencer(str(path), str(mmdet_fixture.checkpoint), "cpu", show_progress=False, monitor=False)
+    (d,) = mine.discrepancies
+    assert (d.key, d.framework_key, d.inference) == ("score_threshold", key, lower)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+        reference = DetInferencer(str(path), str(mmdet_fixture.checkpoint), "cpu", show_progress=False)
+    assert mine(str(images))["predictions"] == reference(str(images))["predictions"]
+
+
 def test_the_contract_and_the_lock_are_underneath(ours, mmdet_fixture, tmp_path) -> None:
     from safepredict.lock import write_lock
 

@@ -38,7 +38,7 @@ logger = logging.getLogger("safepredict")
 
 
 class SafePredictHook(HookBase):
-    """Write the safepredict bundle when training ends (see the module docstring)."""
+    """Write config.yaml when training starts (if missing), the safepredict bundle when it ends (module docstring)."""
 
     def __init__(
         self,
