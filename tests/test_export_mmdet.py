@@ -23,7 +23,7 @@ from _zoo_models import (
     zoo_images,
 )
 
-from safepredict import SafePredictor
+from safepredict import SafePredictor, UnsupportedModelError
 from safepredict.detections import Detections
 
 FASTER_RCNN = "faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py"
@@ -127,3 +127,10 @@ def test_decoded_pixels_match_mmcv_loader(mmdet_fixture, exported):
     for image in mmdet_fixture.dataset.val_images[:2]:
         ours = onnx.load(image)
         np.testing.assert_array_equal(ours.to("BGR"), mmcv.imread(str(image), channel_order="bgr"))
+
+
+def test_an_unsupported_family_is_named():
+    zoo = mmdet_model("fcos")
+    predictor = SafePredictor.from_checkpoint(zoo.checkpoint, monitor=False)
+    with pytest.raises(UnsupportedModelError, match="does not support mmdet FCOS"):
+        predictor.export("never-written.onnx")

@@ -18,8 +18,29 @@ def predictor(d2_fixture):
 
 
 @pytest.fixture(scope="module")
-def exported(predictor, tmp_path_factory):
-    return predictor.export(tmp_path_factory.mktemp("verify") / "model.onnx")
+def exported(d2_fixture, tmp_path_factory):
+    """Written by the command: ``safepredict export CHECKPOINT -o model.onnx --json``."""
+    import contextlib
+    import io
+
+    out = tmp_path_factory.mktemp("verify") / "model.onnx"
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        code = main(
+            [
+                "export",
+                str(d2_fixture.checkpoint),
+                "-o",
+                str(out),
+                "--json",
+                "--class-names",
+                ",".join(d2_fixture.class_names),
+            ]
+        )
+    summary = json.loads(stdout.getvalue())
+    assert code == 0 and summary["wrote"] == str(out) and out.is_file()
+    assert summary["framework"] == "detectron2" and summary["family"] == "faster_rcnn" and summary["opset"] >= 16
+    return out
 
 
 @pytest.fixture(scope="module")
