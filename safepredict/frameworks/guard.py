@@ -24,6 +24,7 @@ Limits: :func:`limits` (``SAFEPREDICT_READ_MEMORY_MB``, ``SAFEPREDICT_READ_CPU_S
 from __future__ import annotations
 
 import contextlib
+import gc
 import io
 import logging
 import os
@@ -193,6 +194,9 @@ def _child(write: int, fn: Callable[..., Any], args: tuple[Any, ...], lim: Limit
     _in_child = True
     code = 0
     try:
+        # A collection would walk (and so copy, page by page) every object inherited from the parent;
+        # the child lives for one read, under its memory ceiling.
+        gc.disable()
         _apply(lim)
         collect = _Collect()
         logger = logging.getLogger("safepredict")
@@ -218,6 +222,7 @@ def _child(write: int, fn: Callable[..., Any], args: tuple[Any, ...], lim: Limit
         view = memoryview(data)
         while view:
             view = view[os.write(write, view[: 1 << 20]) :]
+        os.close(write)  # the parent's end of the pipe now, before the exit tears the address space down
     except MemoryError:
         code = 3
     except BaseException:  # noqa: BLE001 - the parent reads the exit code
@@ -266,6 +271,27 @@ def _rebuild(state: tuple[str, str, dict[str, Any]], source: str) -> SafePredict
     return cls(message, **fields)
 
 
+def _complete(data: bytes) -> bool:
+    return data[:1] == b"\x80" and data[-1:] == b"."  # a whole pickle (protocol 2+): the read is done
+
+
+def _reap(pid: int, data: bytes) -> int:
+    """The child's exit status; 0 at once if its result is whole and it is still exiting.
+
+    Tearing down the address space of a child forked from a process with torch in it takes
+    ~20 ms; with the result in hand nothing depends on it, so a daemon thread reaps the child.
+    """
+    done, status = os.waitpid(pid, os.WNOHANG)
+    if done:
+        return status
+    if not _complete(data):
+        return os.waitpid(pid, 0)[1]
+    import threading
+
+    threading.Thread(target=os.waitpid, args=(pid, 0), name="safepredict-guard-reaper", daemon=True).start()
+    return 0
+
+
 def run(fn: Callable[..., T], *args: Any, source: str) -> T:
     """``fn(*args)`` in a child under :func:`limits`; its result, or a typed error naming ``source``.
 
@@ -307,8 +333,8 @@ def run(fn: Callable[..., T], *args: Any, source: str) -> T:
             if buffer.tell() > MAX_RESULT_BYTES + 1024:
                 problem = "result"
                 break
-        if problem is None:  # the end of the pipe: the child has exited
-            status = os.waitpid(pid, 0)[1]
+        if problem is None:  # the end of the pipe: the child has written all it will
+            status = _reap(pid, buffer.getvalue())
     finally:
         os.close(read)
         if status is None:
