@@ -222,3 +222,17 @@ def test_runtime_entries_are_checked_at_start_up(exported, monkeypatch):
         SafePredictor.from_onnx(path, monitor=False)
     with pytest.raises(EnvironmentMismatchError, match=r"packages\.onnxruntime"):
         SafePredictor.from_onnx(path, monitor=False, on_env_mismatch="error")
+
+
+def test_a_lock_pinning_the_onnx_file_is_checked_before_loading(exported, tmp_path):
+    from safepredict.lock import write_lock
+
+    _, path = exported
+    lock = write_lock(tmp_path / "safepredict.lock", weights=path)
+    assert lock is not None
+    predictor = SafePredictor.from_onnx(path, monitor=False, lock=tmp_path / "safepredict.lock")
+    assert predictor.lock_report is not None
+    other = tmp_path / "other.onnx"
+    other.write_bytes(path.read_bytes() + b"\0")
+    with pytest.raises(IntegrityError, match="differ from the lock"):
+        SafePredictor.from_onnx(other, monitor=False, lock=tmp_path / "safepredict.lock")

@@ -119,15 +119,18 @@ def build(
     if on_env_mismatch not in ("warn", "error"):
         raise InputError(f"on_env_mismatch must be 'warn' or 'error', got {on_env_mismatch!r}")
     path = Path(path)
+    report = None
     if lock is not None:
-        from safepredict.lock import check_lock, enforce
+        # The predictor's own start-up check: the ONNX file's sha256 as the weights (a file that
+        # differs from the lock is refused unread), versions and hardware per on_env_mismatch.
+        from safepredict.predictor import _check_lock
 
-        report = check_lock(lock, weights=path)
-        enforce(report, on_env_mismatch)
+        _, report = _check_lock(lock, path, None, on_env_mismatch)
     engine = OnnxEngine(path, providers=providers, threads=threads, class_names=class_names)
     document = engine.document
     self = cls.__new__(cls)
     self.device = engine.device
+    self.lock_report = report  # the start-up lock check's LockReport, as SafePredictor keeps it
     training = contract_from_json(document["training_contract"])
     self.applied_contract = contract_from_json(document["contract"])
     self.artifact = TrainingArtifact(
