@@ -152,6 +152,22 @@ def test_the_contract_and_the_lock_are_underneath(ours, mmdet_fixture, tmp_path)
         SafeInferencer(weights=str(weights), device="cpu", lock=str(lock), show_progress=False)
 
 
+def test_a_checkpoint_that_does_not_fit_is_refused(ours, mmdet_fixture, tmp_path) -> None:
+    """Strict load: a training config with another class count is refused, not run with random weights."""
+    from mmengine.config import Config
+
+    from safepredict import CheckpointMismatchError
+    from safepredict.frameworks.base import set_config_value
+
+    cfg = Config.fromfile(str(mmdet_fixture.config))
+    set_config_value(cfg, ours.contract.key("num_classes"), 80)
+    path = tmp_path / "eighty_classes.py"
+    cfg.dump(str(path))
+    trained = len(mmdet_fixture.class_names)
+    with pytest.raises(CheckpointMismatchError, match=f"checkpoint has {trained} classes, config has 80"):
+        SafeInferencer(weights=str(mmdet_fixture.checkpoint), device="cpu", training_config=str(path), monitor=False)
+
+
 def test_model_names_and_missing_weights_are_refused_with_a_fix() -> None:
     from safepredict import InputError
 
