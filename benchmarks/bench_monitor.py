@@ -8,9 +8,11 @@
 Reports, in microseconds per image (median over repeats):
   * the output checks (``observe(None, candidates)``): per-image work plus the window tests,
     which run every ``check_every`` images and are amortised here, with and without a reference;
-  * the input statistics alone (``image_statistics``) at a few image sizes, per computed image;
-  * the whole ``observe(image, candidates)`` at the defaults, past the start-up (the statistics on
-    1 image in ``input_every``).
+  * the input statistics alone, per image: the grid copied (``GridBatch.add``) and the batch's
+    statistics (``GridBatch.compute``, every ``check_every`` images) at a few image sizes;
+  * the whole ``observe(image, candidates)`` at the defaults (statistics on every image), and side by
+    side in the same run, interleaved, with the statistics sampled (1 image in 32 past the start-up,
+    the previous default), at 96×128 and 1080×1920.
 The stream is healthy, so nothing is logged: the cost of a warning (logging + warnings) is paid only
 when a finding fires, at most once per code per rate-limit period.
 """
@@ -20,20 +22,19 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import queue
 import statistics
 import sys
-import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from safepredict.detections import Detections
 from safepredict.monitor import Monitor, MonitorConfig, ReferenceProfile
-from safepredict.monitor.stats import image_statistics
+from safepredict.monitor.stats import INPUT_RECIPE, GridBatch
 
 # The synthetic streams are test data (tests/_synthetic.py), not part of the library.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -66,23 +67,66 @@ def _reference(n: int = 300, seed: int = 1) -> ReferenceProfile:
     return ReferenceProfile.build(SyntheticStream(seed=seed).take(n), score_threshold=0.5, class_names=NAMES)
 
 
-def _whole(config: MonitorConfig, reference: ReferenceProfile | None, n: int, repeats: int) -> str:
-    """The whole ``observe(image, candidates)`` past the start-up: the window full, the sampling on."""
-    pairs = SyntheticStream(seed=3).take(n)
-    mon = Monitor(reference=reference, config=config, score_threshold=0.5, class_names=NAMES, emit=False)
-    mon.observe_many(SyntheticStream(seed=4).take(max(config.window, config.input_startup)))
+def _upscaled(pairs: list, size: tuple[int, int]) -> list:
+    """The synthetic images resized to ``size`` (h, w): natural-looking frames of a large camera."""
+    return [(cv2.resize(image, (size[1], size[0]), interpolation=cv2.INTER_LINEAR), d) for image, d in pairs]
 
-    def full(mon: Monitor = mon) -> None:
-        for image, d in pairs:
-            mon.observe(image, d)
 
-    return _per_image_us(full, n, repeats)
+def _whole_rows(n: int, repeats: int) -> list[str]:
+    """The whole ``observe(image, candidates)`` past the start-up, every image against sampled, interleaved.
+
+    Each contender is a monitor with a full window (1000 images seen); the repeats alternate between
+    them, so a machine that slows down during the run slows both alike.
+    """
+    rows = []
+    sizes = (("96×128", None, n), ("1080×1920", (1080, 1920), 50))
+    for label, size, distinct in sizes:
+        stream = SyntheticStream(seed=3).take(distinct)
+        warm = SyntheticStream(seed=4).take(1000)
+        ref_pairs: Iterable[tuple[np.ndarray, Detections]] = SyntheticStream(seed=1).take(300)
+        if size is not None:  # 50 distinct large frames, in turn; the reference's 300 made one at a time
+            stream, warm = _upscaled(stream, size), _upscaled(warm[:50], size) * 20
+            ref_pairs = (_upscaled([pair], size)[0] for pair in ref_pairs)
+        pairs = (stream * (n // len(stream) + 1))[:n]
+        reference = ReferenceProfile.build(ref_pairs, score_threshold=0.5, class_names=NAMES)
+        for ref_label, ref in (("reference", reference), ("no reference", None)):
+            contenders = {
+                "every image": MonitorConfig(),
+                "sampled, 1 in 32": MonitorConfig(input_every=32, input_startup=1000),
+            }
+            monitors = {}
+            for key, config in contenders.items():
+                mon = Monitor(reference=ref, config=config, score_threshold=0.5, class_names=NAMES, emit=False)
+                mon.observe_many(warm)
+                monitors[key] = mon
+            cpu: dict[str, list[float]] = {k: [] for k in contenders}
+            wall: dict[str, list[float]] = {k: [] for k in contenders}
+            for r in range(repeats):
+                order = list(contenders) if r % 2 == 0 else list(reversed(contenders))
+                for key in order:
+                    mon = monitors[key]
+                    c0, w0 = time.process_time(), time.perf_counter()
+                    for image, d in pairs:
+                        mon.observe(image, d)
+                    cpu[key].append((time.process_time() - c0) / n * 1e6)
+                    wall[key].append((time.perf_counter() - w0) / n * 1e6)
+            for key in contenders:
+                images = monitors[key].snapshot()["input_images_total"]
+                rows.append(
+                    f"| whole observe(image, candidates), {ref_label}, {label}, statistics on {key} "
+                    f"({images} of {1000 + n * repeats} images) | {statistics.median(cpu[key]):.1f} µs "
+                    f"| {statistics.median(wall[key]):.1f} µs |"
+                )
+    return rows
 
 
 def cost(n: int, repeats: int) -> None:
     config = MonitorConfig()
     print(f"window {config.window} images, window tests every {config.check_every} images, {n} images per run")
-    print(f"input statistics: every image for the first {config.input_startup}, then 1 in {config.input_every}\n")
+    print(
+        f"input statistics: recipe {INPUT_RECIPE}, {config.input_grid}² grid, on every image, computed "
+        f"{config.check_every} images at a time\n"
+    )
     reference = _reference()
     print("| measured | CPU time per image | wall time per image |")
     print("|---|---|---|")
@@ -100,18 +144,21 @@ def cost(n: int, repeats: int) -> None:
 
             print(f"| output checks, {label}, {mean_n:.0f} candidates/image | {_per_image_us(run, n, repeats)} |")
 
+    small = SyntheticStream(seed=3).take(50)
     for h, w in ((96, 128), (480, 640), (1080, 1920)):
-        img = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
-        imgs = [img] * 200
+        imgs = [im for im, _ in (small if (h, w) == (96, 128) else _upscaled(small, (h, w)))] * 4
+        batch = GridBatch(config.check_every, config.input_grid)
 
-        def stats_only(imgs: list[np.ndarray] = imgs) -> None:
+        def stats_only(imgs: list[np.ndarray] = imgs, batch: GridBatch = batch) -> None:
             for im in imgs:
-                image_statistics(im, config.input_grid)
+                batch.add(im)
+                if batch.full:
+                    batch.compute()
 
         us = _per_image_us(stats_only, len(imgs), repeats)
-        print(f"| input statistics of one image, {h}×{w} RGB uint8 ({config.input_grid}² grid) | {us} |")
-    print(f"| whole observe(image, candidates), reference, 96×128 images | {_whole(config, reference, n, repeats)} |")
-    print(f"| whole observe(image, candidates), no reference, 96×128 images | {_whole(config, None, n, repeats)} |")
+        print(f"| input statistics of one image, {h}×{w} RGB uint8 ({config.input_grid}² grid, batched) | {us} |")
+    for row in _whole_rows(n, repeats):
+        print(row)
 
 
 def options(n: int, repeats: int) -> None:
@@ -119,39 +166,33 @@ def options(n: int, repeats: int) -> None:
     reference = _reference()
     print("| option | CPU time per image | wall time per image |")
     print("|---|---|---|")
-    for every in (1, 4, 8, 16, 32):
+    pairs = SyntheticStream(seed=3).take(n)
+    for every in (1, 4, 32):
         config = MonitorConfig(input_every=every)
-        print(f"| statistics on 1 image in {every}, whole observe | {_whole(config, reference, n, repeats)} |")
+        mon = Monitor(reference=reference, config=config, score_threshold=0.5, class_names=NAMES, emit=False)
+        mon.observe_many(SyntheticStream(seed=4).take(1000))
+
+        def whole(mon: Monitor = mon) -> None:
+            for image, d in pairs:
+                mon.observe(image, d)
+
+        print(f"| statistics on 1 image in {every}, whole observe | {_per_image_us(whole, n, repeats)} |")
     img = SyntheticStream(seed=3).take(1)[0][0]
-    big = np.random.default_rng(0).integers(0, 256, (1080, 1920, 3), dtype=np.uint8)
-    for grid in (64, 32, 16):
+    big = cv2.resize(img, (1920, 1080), interpolation=cv2.INTER_LINEAR)
+    for grid in (32, 24, 16):
         for label, im in (("96×128", img), ("1080×1920", big)):
             imgs = [im] * 200
+            for capacity in (1, 50):
+                batch = GridBatch(capacity, grid)
 
-            def stats_only(imgs: list[np.ndarray] = imgs, grid: int = grid) -> None:
-                for x in imgs:
-                    image_statistics(x, grid)
+                def stats_only(imgs: list[np.ndarray] = imgs, batch: GridBatch = batch) -> None:
+                    for x in imgs:
+                        batch.add(x)
+                        if batch.full:
+                            batch.compute()
 
-            print(f"| statistics alone, {grid}² grid, {label} | {_per_image_us(stats_only, len(imgs), repeats)} |")
-    # Off the caller's thread: the caller only queues the image; a worker thread computes. What the
-    # caller pays, and what the process pays in all (CPU time includes the worker's).
-    pairs = SyntheticStream(seed=3).take(n)
-    jobs: queue.SimpleQueue[np.ndarray | None] = queue.SimpleQueue()
-
-    def worker() -> None:
-        while (image := jobs.get()) is not None:
-            image_statistics(image)
-
-    thread = threading.Thread(target=worker, daemon=True)
-    thread.start()
-    c0, w0 = time.process_time(), time.perf_counter()
-    for image, _ in pairs:
-        jobs.put(image)
-    caller = (time.perf_counter() - w0) / n * 1e6
-    jobs.put(None)
-    thread.join()
-    total = (time.process_time() - c0) / n * 1e6
-    print(f"| statistics on every image, off the caller's thread: caller {caller:.1f} µs wall | {total:.1f} µs | |")
+                us = _per_image_us(stats_only, len(imgs), repeats)
+                print(f"| statistics alone, {grid}² grid, {label}, batches of {capacity} | {us} |")
 
 
 def _first(monitor: Monitor, pairs: list, code: str, offset: int) -> str:
@@ -173,13 +214,22 @@ def latency() -> None:
         ("low contrast (×0.3)", "low_contrast", "monitor.input_contrast"),
         ("BGR instead of RGB", "swap_channels", "monitor.input_channel_order"),
     )
-    print("| fault | code | from the start (reference) | after 1000 healthy (reference) | after 300 healthy (none) |")
-    print("|---|---|---:|---:|---:|")
+    print(
+        "| fault | code | from the start (reference) | after 1000 healthy (reference) | after 300 healthy (none) "
+        "| after 1000 healthy, sampled 1 in 32 (reference) |"
+    )
+    print("|---|---|---:|---:|---:|---:|")
+    sampled = MonitorConfig(input_every=32, input_startup=1000)
     for words, fault, code in faults:
         bad = SyntheticStream(seed=21, faults=(fault,)).take(3000)
         cells = []
-        for healthy_n, ref in ((0, reference), (1000, reference), (300, None)):
-            mon = Monitor(reference=ref, score_threshold=0.5, class_names=NAMES, emit=False)
+        for healthy_n, ref, config in (
+            (0, reference, None),
+            (1000, reference, None),
+            (300, None, None),
+            (1000, reference, sampled),
+        ):
+            mon = Monitor(reference=ref, config=config, score_threshold=0.5, class_names=NAMES, emit=False)
             pairs = SyntheticStream(seed=22).take(healthy_n) + bad
             cells.append(_first(mon, pairs, code, healthy_n))
         print(f"| {words} | `{code.split('.')[1]}` | " + " | ".join(cells) + " |")

@@ -273,14 +273,20 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--large-images", type=int, default=4, help="800 px images for the R-50 rows (0: skip)")
     parser.add_argument("--out", type=Path)
+    parser.add_argument(
+        "--frameworks", default="detectron2,mmdet", help="which fixture tables to run (comma-separated)"
+    )
     args = parser.parse_args()
+    frameworks = set(args.frameworks.split(","))
     import tempfile
 
     import torch
 
     text = f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU\n\n"
-    text += table("Detectron2 (fixture: R-18 FPN, ~120 px)", bench_detectron2(args.images, args.repeats)) + "\n"
-    text += table("MMDetection (fixture: R-18 FPN, ~176 px)", bench_mmdet(args.images, args.repeats)) + "\n"
+    if "detectron2" in frameworks:
+        text += table("Detectron2 (fixture: R-18 FPN, ~120 px)", bench_detectron2(args.images, args.repeats)) + "\n"
+    if "mmdet" in frameworks:
+        text += table("MMDetection (fixture: R-18 FPN, ~176 px)", bench_mmdet(args.images, args.repeats)) + "\n"
     if args.large_images:
         with tempfile.TemporaryDirectory() as tmp:
             rows = bench_detectron2_r50(args.large_images, args.repeats, Path(tmp))
