@@ -217,8 +217,12 @@ def _instances_to_detections(pred: Any, class_names: Any, image_size: tuple[int,
     )
 
 
+def _step_type(step: Any) -> str:
+    return str(step.get("type", "")).rsplit(".", 1)[-1] if isinstance(step, Mapping) else ""
+
+
 def _flips(step: Any) -> bool:
-    return str(step.get("type", "")).rsplit(".", 1)[-1] == "RandomFlip" and float(step.get("prob", 0) or 0) > 0
+    return _step_type(step) == "RandomFlip" and float(step.get("prob", 0) or 0) > 0
 
 
 def single_pass(pipeline: Iterable[Any]) -> list[Any]:
@@ -231,7 +235,7 @@ def single_pass(pipeline: Iterable[Any]) -> list[Any]:
     """
     steps: list[Any] = []
     for step in pipeline:
-        if str(step.get("type", "")).rsplit(".", 1)[-1] != "TestTimeAug":
+        if _step_type(step) != "TestTimeAug":
             steps.append(step)
             continue
         for group in step.get("transforms", []) or []:

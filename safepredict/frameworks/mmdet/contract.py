@@ -153,15 +153,21 @@ def _tta_copies(step: Any) -> dict[str, Any]:
     sizes: list[int] = []
     longs: list[int] = []
     flip = False
-    for group in step.get("transforms", []) or []:
-        for transform in group or []:
+    groups = step.get("transforms") if isinstance(step, Mapping) else None
+    for group in groups if isinstance(groups, Sequence) and not isinstance(groups, str) else ():
+        for transform in group if isinstance(group, Sequence) and not isinstance(group, str) else ():
+            if not isinstance(transform, Mapping):
+                continue  # mmengine refuses it when it builds the pipeline; here it sets nothing
             name = _type_name(transform)
-            if name in _RESIZES and transform.get("scale") is not None:
-                pair = _pair(transform["scale"])
-                sizes.append(min(pair))
-                longs.append(max(pair))
-            elif name == "RandomFlip" and float(transform.get("prob", 0) or 0) > 0:
-                flip = True
+            try:
+                if name in _RESIZES and transform.get("scale") is not None:
+                    pair = _pair(transform["scale"])
+                    sizes.append(min(pair))
+                    longs.append(max(pair))
+                elif name == "RandomFlip" and float(transform.get("prob", 0) or 0) > 0:
+                    flip = True
+            except (TypeError, ValueError, IndexError):
+                continue  # a malformed copy: the contract describes the ones it can read
     return {"min_sizes": tuple(sizes), "max_size": max(longs) if longs else None, "flip": flip}
 
 
