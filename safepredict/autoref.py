@@ -186,10 +186,9 @@ def _training_pipeline(predictor: Any) -> Any:
     """A predictor of the training pipeline: this one when the user changed nothing, else a fresh one."""
     if predictor.applied_contract is predictor.artifact.training_contract:
         return predictor
-    from safepredict.predictor import SafePredictor
-
     kwargs = dict(predictor._init_kwargs)
-    return SafePredictor(
+    # The predictor's own class: this module never imports the predictor (which calls it).
+    return type(predictor)(
         checkpoint=predictor.artifact.checkpoint,
         training_config=kwargs.get("training_config"),
         class_names=kwargs.get("class_names"),

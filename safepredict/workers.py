@@ -81,15 +81,14 @@ def _start_forked_worker(threads: int) -> None:
     torch.set_num_threads(threads)  # _WORKER is the parent's predictor, inherited by fork
 
 
-def _start_worker(kwargs: dict[str, Any], threads: int) -> None:
+def _start_worker(factory: Any, kwargs: dict[str, Any], threads: int) -> None:
     import torch
-
-    from safepredict.predictor import SafePredictor
 
     torch.set_num_threads(threads)
     global _WORKER
-    # The parent checked the lock and owns the monitor; a worker only predicts.
-    _WORKER = SafePredictor(**{**kwargs, "monitor": False, "lock": None, "replay": False})
+    # The parent checked the lock and owns the monitor; a worker only predicts. ``factory`` is the
+    # parent predictor's class (pickled by reference), so this module never imports the predictor.
+    _WORKER = factory(**{**kwargs, "monitor": False, "lock": None, "replay": False})
 
 
 Result = tuple[np.ndarray | None, Detections, Detections]
@@ -154,7 +153,7 @@ def run_in_workers(
     """Results of ``items`` (``(image, color)``) from ``plan.workers`` processes, in order.
 
     Forked from this process where that is safe (Linux, model on the CPU), else spawned, each
-    then building a predictor from ``kwargs``.
+    then building a predictor of ``predictor``'s class from ``kwargs``.
     """
     import multiprocessing
     import sys
@@ -170,7 +169,7 @@ def run_in_workers(
         pool_args: tuple[Any, tuple[Any, ...]] = (_start_forked_worker, (plan.threads,))
     else:
         context = multiprocessing.get_context("spawn")
-        pool_args = (_start_worker, (kwargs, plan.threads))
+        pool_args = (_start_worker, (type(predictor), kwargs, plan.threads))
     with context.Pool(plan.workers, initializer=pool_args[0], initargs=pool_args[1]) as pool:
         # At most IN_FLIGHT chunks per worker submitted ahead of the caller: a stream (a camera, a
         # generator of decoded frames) is read as fast as it is predicted, not into memory as

@@ -19,7 +19,7 @@ from typing import Any
 
 from safepredict._logging import warn
 from safepredict.contract import ResizePolicy, TrainingContract
-from safepredict.errors import EnvironmentMismatchError, InputError
+from safepredict.errors import EnvironmentMismatchError, InputError, IntegrityError
 
 logger = logging.getLogger("safepredict")
 
@@ -100,6 +100,30 @@ def check_runtime(recorded: Mapping[str, Any] | None, engine: Any, policy: str, 
     return problems
 
 
+def check_lock_before_loading(lock: str | os.PathLike[str], path: Path, policy: str) -> Any:
+    """The start-up lock check SafePredictor runs, with the ONNX file's sha256 as the weights.
+
+    A file whose sha256 differs from the lock is refused unread (IntegrityError) whatever
+    ``policy`` says; versions and hardware follow ``policy``. Returns the LockReport.
+    """
+    from safepredict.lock import check_lock, enforce
+
+    report = check_lock(lock, weights=path)
+    files = [m for m in report.mismatches if m.key.startswith("files.")]
+    if files:
+        raise IntegrityError(
+            "refusing to load model files that differ from the lock (nothing was deserialised):\n"
+            + "\n".join(f"  {m.key}: locked sha256 {m.locked}, found {m.found} ({m.source})" for m in files),
+            expected={m.key: m.locked for m in files},
+            found={m.key: m.found for m in files},
+            source=str(lock),
+            fix="use the files the lock was written for, or re-run `safepredict lock` if the change is intended",
+            details=files,
+        )
+    enforce(report, policy)
+    return report
+
+
 def build(
     cls: Any,
     path: str | os.PathLike[str],
@@ -121,11 +145,7 @@ def build(
     path = Path(path)
     report = None
     if lock is not None:
-        # The predictor's own start-up check: the ONNX file's sha256 as the weights (a file that
-        # differs from the lock is refused unread), versions and hardware per on_env_mismatch.
-        from safepredict.predictor import _check_lock
-
-        _, report = _check_lock(lock, path, None, on_env_mismatch)
+        report = check_lock_before_loading(lock, path, on_env_mismatch)
     engine = OnnxEngine(path, providers=providers, threads=threads, class_names=class_names)
     document = engine.document
     self = cls.__new__(cls)

@@ -1,0 +1,49 @@
+"""The engine seam: the ONNX Runtime engine and the predictor's helpers import one way only.
+
+The onnxruntime engine (``safepredict.engines``) imports neither torch nor a framework at module
+level, and the helpers the predictor calls (``workers``, ``autoref``) are handed the predictor (or
+its class) instead of importing it back: no import circle runs through them.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "safepredict"
+
+
+def _imports(path: Path, *, top_level_only: bool = False) -> set[str]:
+    tree = ast.parse(path.read_text())
+    nodes = tree.body if top_level_only else list(ast.walk(tree))
+    out: set[str] = set()
+    for node in nodes:
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            out.add(node.module)
+            out |= {f"{node.module}.{a.name}" for a in node.names}
+    return out
+
+
+@pytest.mark.parametrize("helper", ["workers.py", "autoref.py"])
+def test_the_predictors_helpers_do_not_import_it_back(helper):
+    imports = _imports(PACKAGE / helper)
+    assert not {m for m in imports if m.startswith("safepredict.predictor")}, sorted(imports)
+
+
+@pytest.mark.parametrize("module", sorted(p.name for p in (PACKAGE / "engines").glob("*.py")))
+def test_the_engines_import_no_torch_or_framework_at_module_level(module):
+    imports = _imports(PACKAGE / "engines" / module, top_level_only=True)
+    heavy = {m for m in imports if m.split(".")[0] in {"torch", "torchvision", "detectron2", "mmdet", "mmcv"}}
+    assert not heavy and not {m for m in imports if m.startswith("safepredict.frameworks.")} - {
+        "safepredict.frameworks.artifact"
+    }, sorted(imports)
+
+
+def test_the_engines_do_not_import_the_predictor():
+    for path in (PACKAGE / "engines").glob("*.py"):
+        imports = _imports(path)
+        assert not {m for m in imports if m.startswith("safepredict.predictor")}, (path.name, sorted(imports))
