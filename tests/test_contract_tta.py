@@ -181,3 +181,19 @@ def test_mmdet_predictor_on_a_tta_test_pipeline_runs_the_first_copy(mmdet_fixtur
         assert len(a) == len(b)
         np.testing.assert_array_equal(a.labels, b.labels)
         np.testing.assert_allclose(a.boxes, b.boxes, atol=1e-5)
+
+
+def test_diagnose_names_an_inference_config_with_tta(d2_fixture, d2_tta_config, capsys) -> None:
+    """Nothing to measure (no predictor augments): the difference is a finding with its fix, unmeasured."""
+    import json
+
+    from safepredict.cli import main
+
+    images = [str(p) for p in d2_fixture.dataset.val_images[:4]]
+    main(["diagnose", str(d2_fixture.checkpoint), *images, "--config", str(d2_tta_config), "--json"])
+    findings = json.loads(capsys.readouterr().out)["findings"]
+    (tta,) = [f for f in findings if f["subject"] == "tta.enabled"]
+    assert tta["code"] == "contract.preprocessing" and tta["severity"] == "warning"
+    assert "TEST.AUG.ENABLED" in tta["title"] and "training evaluated without TTA" in tta["fix"]
+    assert tta["data"]["training"] is False and tta["data"]["inference"] is True
+    assert "not measured" not in tta["evidence"]  # not a measurement that failed: there is none to make
