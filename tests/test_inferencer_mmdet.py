@@ -168,8 +168,11 @@ def test_a_checkpoint_that_does_not_fit_is_refused(ours, mmdet_fixture, tmp_path
         SafeInferencer(weights=str(mmdet_fixture.checkpoint), device="cpu", training_config=str(path), monitor=False)
 
 
-def test_model_names_and_missing_weights_are_refused_with_a_fix() -> None:
+def test_model_names_missing_weights_and_text_prompts_are_refused_with_a_fix(ours, images) -> None:
     from safepredict import InputError
+
+    with pytest.raises(InputError, match="text prompts"):
+        ours(str(images), texts="red")  # open-vocabulary prompts: a closed-set detector has none
 
     with pytest.raises(InputError, match="weights="):
         SafeInferencer("rtmdet-s")
