@@ -209,6 +209,15 @@ def test_the_monitor_reference_travels_in_the_file(d2_fixture, exported, tmp_pat
         onnx.predict(image)  # the monitor observes the ONNX side's candidates
     result = predict_without_frameworks(path, list(images[:2]))
     assert result["reference"] and result["loaded"] == []
+    # A profile beside the file (<file>.reference.json) is taken before the one carried in it.
+    other = ReferenceProfile.build(
+        [predictor.predict_candidates(p) for p in images[:3]],
+        score_threshold=predictor.monitor_threshold,
+        class_names=predictor.class_names,
+    )
+    other.save(path.with_name(path.name + ".reference.json"))
+    beside = SafePredictor.from_onnx(path)
+    assert beside.monitor.reference.to_json() == other.to_json() != profile.to_json()
 
 
 def test_runtime_entries_are_checked_at_start_up(exported, monkeypatch):
