@@ -97,6 +97,8 @@ def test_metadata_carries_the_contract_and_where_the_model_came_from(d2_fixture,
     assert document["input"]["normalised_inside"] is True and document["input"]["size"] == "dynamic"
     assert "[packages" in document["lock"] or "packages" in document["lock"]
     assert document["runtime"]["packages.onnxruntime"]
+    # The recipe records the effective threshold, not the candidate floor the live model runs at.
+    assert document["postprocess"]["box"]["score_threshold"] == predictor.score_threshold == document["score_threshold"]
     # The ONNX-side predictor reads the same contract back.
     onnx = SafePredictor.from_onnx(path, monitor=False)
     assert onnx.contract == training and onnx.class_names == tuple(d2_fixture.class_names)

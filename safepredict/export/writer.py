@@ -117,6 +117,19 @@ def _export_module(
     )
 
 
+def _record_threshold(recipe: dict[str, Any], threshold: float) -> None:
+    """The effective score threshold in the recipe: the live model's was lowered to the candidate
+    floor (the engine, like the adapters, keeps candidates below the threshold for the monitor)."""
+    for part in (recipe, recipe.get("box")):
+        if not isinstance(part, dict):
+            continue
+        if "score_threshold" in part:
+            part["score_threshold"] = threshold
+        cfg = part.get("test_cfg")
+        if isinstance(cfg, dict) and "score_thr" in cfg:
+            cfg["score_thr"] = threshold
+
+
 def _shapes_for(module: Any, shapes: list[Any]) -> tuple[Any, ...]:
     """``dynamic_shapes`` in the structure of ``module.forward``'s signature (``*args`` nests them)."""
     import inspect
@@ -242,6 +255,7 @@ def export(
     module = importlib.import_module(f"safepredict.frameworks.{framework}.export")
     contract = predictor.applied_contract
     dense, roi, recipe = module.build(predictor.model, contract, predictor)
+    _record_threshold(recipe, float(predictor.score_threshold))
     preprocess = module.preprocess(predictor)
     divisor = max(int(preprocess["pad_divisor"]), 1)
     h, w = example_size or (4 * max(divisor, 32), 5 * max(divisor, 32))
