@@ -163,6 +163,8 @@ def resolve(name: str, namespaces: tuple[str, ...]) -> Any:
             owner = _attribute(_module(owner_path), owner_name)
         except NameRefused:
             raise first from None
+        if not isinstance(owner, type):  # torch.os: a module reached by attribute, not a class
+            raise first from None
         obj = _method(owner, attribute, name, namespaces)
     if isinstance(obj, types.ModuleType):
         raise NameRefused(f"{name!r} is a module, not a callable")
