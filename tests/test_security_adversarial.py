@@ -364,6 +364,18 @@ def test_a_fifo_as_base_is_refused_without_waiting_for_a_writer(tmp_path: Path) 
         assert "regular file" in str(ends_typed(read))
 
 
+def test_a_sparse_4_gb_config_is_refused_unread(tmp_path: Path) -> None:
+    """Every look at a config file checks its size first (telling the framework, telling yacs from LazyConfig)."""
+    pytest.importorskip("detectron2")
+    from safepredict.frameworks.artifact import read_contract
+
+    config = tmp_path / "config.yaml"
+    with open(config, "wb") as handle:
+        handle.truncate(4 << 30)  # sparse: no disk, no time to write
+    for read in [*d2_entry_points(config).values(), lambda: read_contract(config)]:
+        assert "bytes, more than safepredict reads" in str(ends_typed(read))
+
+
 def test_lazyconfig_interpolations_that_double_end_typed(tmp_path: Path) -> None:
     """Resolving a40 takes 2**40 steps, whatever memory it holds: the guard's CPU limit ends it."""
     pytest.importorskip("detectron2")

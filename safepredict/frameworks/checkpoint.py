@@ -200,7 +200,10 @@ def framework_of_config(config: Any) -> str:
         path = Path(config)
         if not path.is_file():
             raise ConfigError(f"config {path} does not exist", source=str(path), fix="pass an existing config file")
-        text = path.read_text(errors="replace")
+        from safepredict.frameworks.safe_config import read_config_bytes
+
+        # A regular file, size checked before it is read: a stranger's "config" may be /dev/zero.
+        text = read_config_bytes(path, str(path), 2_000_000).decode("utf-8", "replace")
         if path.suffix == ".py":
             return _framework_of_python(text, path)
         if path.suffix in (".yaml", ".yml"):

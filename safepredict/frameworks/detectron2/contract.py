@@ -28,7 +28,7 @@ from safepredict.contract import (
     diff,
 )
 from safepredict.errors import ConfigError, FrameworkNotInstalled, SafePredictError, TrainingArtifactNotFound
-from safepredict.frameworks import config_cache, safe_yaml
+from safepredict.frameworks import config_cache, safe_config, safe_yaml
 from safepredict.frameworks.artifact import TrainingArtifact
 from safepredict.frameworks.base import config_value
 from safepredict.frameworks.detectron2.keys import head_keys
@@ -132,7 +132,8 @@ def _merge_from_file(cfg: Any, path: Path, trust: bool) -> None:
 
 
 def _looks_lazy_yaml(path: Path) -> bool:
-    text = path.read_text(errors="replace")
+    # A regular file, size checked before it is read (a stranger's config.yaml may be /dev/zero).
+    text = safe_config.read_config_bytes(path, str(path), safe_yaml.MAX_YAML_CHARS).decode("utf-8", "replace")
     return "_target_" in text and "MODEL:" not in text
 
 
