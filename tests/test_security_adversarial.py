@@ -453,7 +453,8 @@ def test_the_guard_turns_any_end_of_the_reader_into_a_config_error_naming_the_fi
 
         return deeper(0)
 
-    with guard.limited(cpu_s=1, wall_s=3):
+    # A wall limit far above the CPU limit: on a loaded machine 1 s of CPU can take several seconds.
+    with guard.limited(cpu_s=1, wall_s=DEADLINE_S - 3):
         for fn, limit in ((memory, "memory"), (cpu, "cpu"), (crash, "crash"), (untyped, None), (nested, "recursion")):
             error = ends_typed(functools.partial(guard.run, fn, source="hostile.yaml"))
             assert isinstance(error, ConfigError) and "hostile.yaml" in str(error), error
