@@ -33,6 +33,27 @@ DEADLINE_S = 15.0  # the guard's wall limit below is 10 s; a hang would be hours
 CEILING_MB = 512  # the guard's memory ceiling below, and the most the test process may grow
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _warm_imports() -> None:
+    """First imports of the frameworks take seconds on a cold machine: not part of any read's time."""
+    for name in (
+        "safepredict.predictor",
+        "safepredict.frameworks.artifact",
+        "safepredict.frameworks.detectron2.contract",
+        "safepredict.frameworks.mmdet.contract",
+        "detectron2.config",
+        "detectron2.modeling",
+        "detectron2.data",
+        "mmengine.config",
+        "omegaconf",
+    ):
+        try:
+            __import__(name)
+        except ImportError:
+            pass
+    guard.run(dict, source="warm-up")
+
+
 @pytest.fixture(autouse=True)
 def _tight_guard() -> Iterator[None]:
     with guard.limited(memory_mb=CEILING_MB, cpu_s=8, wall_s=10):
