@@ -94,10 +94,13 @@ def write_bundle(
     max_images: int = 200,
     golden: int = 8,
     predictor_kwargs: dict[str, Any] | None = None,
+    factory: Any,
 ) -> Bundle:
     """Write the bundle beside ``checkpoint`` from its validation images; return what was written.
 
-    The predictor that computes the profile and the golden detections is a SafePredictor on the
+    ``factory`` builds that predictor (``SafePredictor.from_checkpoint``; passed in, so this module
+    never imports the predictor, which reads the bundle). The predictor that computes the profile
+    and the golden detections is a SafePredictor on the
     final checkpoint, so the bundle describes exactly what inference will see. ``config`` (the
     training config file) is pinned in the lock too when given. An empty ``val_images`` (a run
     with no validation set) writes the lock and the class names only, and says so.
@@ -106,7 +109,6 @@ def write_bundle(
     from safepredict.lock import write_lock
     from safepredict.monitor.profile import PROFILE_FILENAME
     from safepredict.monitor.replay import capture_golden
-    from safepredict.predictor import SafePredictor
 
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
@@ -138,7 +140,7 @@ def write_bundle(
     kwargs = dict(predictor_kwargs or {})
     kwargs.setdefault("class_names", tuple(class_names) if class_names else None)
     # The bundle is not there yet: nothing beside the checkpoint to find but the lock just written.
-    predictor = SafePredictor.from_checkpoint(checkpoint, monitor=False, bundle=False, **kwargs)
+    predictor = factory(checkpoint, monitor=False, bundle=False, **kwargs)
     # With the swapped signature (a few images also run red/blue swapped) the label-aware
     # channel-order checks need; the same builder as the automatic reference.
     profile = build_reference(

@@ -1,7 +1,7 @@
 """The engine seam: the ONNX Runtime engine and the predictor's helpers import one way only.
 
 The onnxruntime engine (``safepredict.engines``) imports neither torch nor a framework at module
-level, and the helpers the predictor calls (``workers``, ``autoref``) are handed the predictor (or
+level, and the helpers the predictor calls (``workers``, ``autoref``, ``bundle``) are handed the predictor (or
 its class) instead of importing it back: no import circle runs through them.
 """
 
@@ -28,7 +28,7 @@ def _imports(path: Path, *, top_level_only: bool = False) -> set[str]:
     return out
 
 
-@pytest.mark.parametrize("helper", ["workers.py", "autoref.py"])
+@pytest.mark.parametrize("helper", ["workers.py", "autoref.py", "bundle.py"])
 def test_the_predictors_helpers_do_not_import_it_back(helper):
     imports = _imports(PACKAGE / helper)
     assert not {m for m in imports if m.startswith("safepredict.predictor")}, sorted(imports)

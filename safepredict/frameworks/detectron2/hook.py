@@ -121,6 +121,7 @@ class SafePredictHook(HookBase):
         from detectron2.utils import comm
 
         from safepredict.bundle import write_bundle
+        from safepredict.predictor import SafePredictor
 
         if not comm.is_main_process():
             return
@@ -135,5 +136,6 @@ class SafePredictHook(HookBase):
             max_images=self.max_images,
             golden=self.golden,
             predictor_kwargs={"device": "cpu"},
+            factory=SafePredictor.from_checkpoint,
         )
         logger.info("SafePredictHook: %s", self.bundle.describe())

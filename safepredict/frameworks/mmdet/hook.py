@@ -64,6 +64,7 @@ class SafePredictHook(Hook):
         from mmengine.dist import is_main_process
 
         from safepredict.bundle import write_bundle
+        from safepredict.predictor import SafePredictor
 
         if not is_main_process():
             return
@@ -74,5 +75,6 @@ class SafePredictHook(Hook):
             max_images=self.max_images,
             golden=self.golden,
             predictor_kwargs={"device": "cpu"},
+            factory=SafePredictor.from_checkpoint,
         )
         logger.info("SafePredictHook: %s", self.bundle.describe())
