@@ -261,6 +261,9 @@ MM_HOSTILE: dict[str, dict[str, str]] = {
         "cfg.py": "d = {}\nv = dict(zip(range(300000), [0] * 300000))\n" + "d.update(v)\n" * 100
     },
     "string building": {"cfg.py": "s = 'x' * 1000000\n" + "t = s + s[:-1]\n" * 300},
+    "arithmetic on wide integers": {
+        "cfg.py": "x = 3 ** 20000\ny = 3 ** 10000 + 1\nz = [x % y for i in range(10 ** 6)]\n"
+    },
     "a %-format width behind a nested mapping key": {"cfg.py": "x = '%((a)b)999999999s' % {'(a)b': 'x'}\n"},
     "a %-format width after flags and a key": {"cfg.py": "x = b'%(k)-0999999999d' % {b'k': 1}\n"},
     "an f-string width computed": {"cfg.py": "w = '9' * 12\nx = f'{1:>{w}}'\n"},

@@ -189,7 +189,11 @@ def fan_out(draw: Any) -> str:
         clause = f"for {name} in range({size})"
         clause += draw(st.sampled_from(["", " if 0", f" if {name}", f" if {name} % 7", " if []"]))
         clauses.append(clause)
-    element = draw(st.sampled_from(["i0", "[i0] * 100", "'x' * 100", "(i0, i0)", "{i0: i0}", "str(i0)", "[]"]))
+    element = draw(
+        st.sampled_from(
+            ["i0", "[i0] * 100", "'x' * 100", "(i0, i0)", "{i0: i0}", "str(i0)", "[]", "3 ** 20000 % (3 ** 10000 + i0)"]
+        )
+    )
     kind = draw(st.sampled_from(["[{e} {c}]", "{{{e} {c}}}", "{{i0: {e} {c}}}", "dict((i0, {e}) {c})", "set({e} {c})"]))
     return "x = " + kind.format(e=element, c=" ".join(clauses)) + "\n"
 

@@ -958,6 +958,12 @@ class _Evaluator:
     def binop(self, op_node: ast.operator, left: Any, right: Any, op: Callable[[Any, Any], Any]) -> Any:
         kind = type(op_node)
         self.guard(kind, left, right, op_node)
+        if isinstance(left, int) and isinstance(right, int):
+            # Arithmetic on wide integers costs by their width (multiplication and division by its
+            # square): 65,536-bit operands are ~5 ms a division, not one unit.
+            words = max(left.bit_length(), right.bit_length()) // 30 + 1
+            quadratic = kind in (ast.Mult, ast.FloorDiv, ast.Mod, ast.Pow, ast.Div)
+            self.spend(words * words // 64 if quadratic else words // 8)
         return self.charge(op(left, right))
 
     def guard(self, kind: type[ast.operator], left: Any, right: Any, node: ast.AST) -> None:
