@@ -261,6 +261,7 @@ MM_HOSTILE: dict[str, dict[str, str]] = {
         "cfg.py": "d = {}\nv = dict(zip(range(300000), [0] * 300000))\n" + "d.update(v)\n" * 100
     },
     "string building": {"cfg.py": "s = 'x' * 1000000\n" + "t = s + s[:-1]\n" * 300},
+    "deletions from a long list": {"cfg.py": "x = [0] * 1000000\n" + "del x[0:1]\n" * 90_000},
     "arithmetic on wide integers": {
         "cfg.py": "x = 3 ** 20000\ny = 3 ** 10000 + 1\nz = [x % y for i in range(10 ** 6)]\n"
     },

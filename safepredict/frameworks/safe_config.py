@@ -628,6 +628,8 @@ class _Evaluator:
             container = self.eval(target.value)
             if not isinstance(container, dict | list):
                 self.fail(f"'{type(container).__name__}' object does not support item deletion", target)
+            if isinstance(container, list):
+                self.charge(container)  # a deletion from a list moves what follows it
             del container[self.index(target.slice)]
         elif isinstance(target, ast.Attribute):
             owner = self.eval(target.value)
