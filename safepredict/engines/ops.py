@@ -260,7 +260,8 @@ def batched_nms(
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
     x = x.astype(F32)
-    return (F32(1) / (F32(1) + np.exp(-x))).astype(F32)
+    with np.errstate(over="ignore"):  # exp(-x) -> inf for very negative logits: the score is 0, as in torch
+        return (F32(1) / (F32(1) + np.exp(-x))).astype(F32)
 
 
 def softmax(x: np.ndarray) -> np.ndarray:
