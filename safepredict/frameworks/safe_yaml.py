@@ -6,14 +6,21 @@ Detectron2 loads a yacs ``config.yaml`` with ``allow_unsafe=True`` (fvcore falls
 stranger's weights runs the moment the file is read. Here YAML is read only by a
 ``yaml.SafeLoader`` that refuses every ``python/`` tag with
 :class:`~safepredict.errors.UntrustedCodeError`, except an allow-list of plain values the
-frameworks' own writers emit (``!!python/tuple``, Detectron2's ``ShapeSpec``). On top of it:
+frameworks' own writers emit (``!!python/tuple``, Detectron2's ``ShapeSpec``), and
+``!!python/object/apply:eval`` of one string, which is evaluated as config data by the
+mmengine-config evaluator (Detectron2's ``Base-RetinaNet.yaml`` computes its anchor sizes so).
+Nesting is refused past :data:`MAX_YAML_DEPTH` before anything composes a node. On top of it:
 
 - :func:`merge_from_file`: ``cfg.merge_from_file(path)`` of a Detectron2 ``CfgNode``, with
-  fvcore's ``_BASE_`` inheritance and Detectron2's config-version upgrade, the same result;
-- :func:`lazy_load`: ``LazyConfig.load(path)`` of a ``.yaml`` (a ``.py`` is Python: trusted only);
-- :func:`check_lazy_targets`: a LazyConfig's ``_target_`` callables, limited to the
-  ``detectron2.``, ``torch.``, ``torchvision.`` and ``fvcore.`` namespaces (and never their
-  loaders of files, URLs or code) unless trusted.
+  fvcore's ``_BASE_`` inheritance and Detectron2's config-version upgrade, the same result
+  (:func:`read_yacs`, under the guard of :mod:`safepredict.frameworks.guard`, then
+  :func:`merge_loaded`);
+- :func:`lazy_load`: ``LazyConfig.load(path)`` of a ``.yaml`` (a ``.py`` is Python: trusted only),
+  read under the guard with its interpolations shown to resolve within the limits;
+- :func:`check_lazy_targets`: a LazyConfig's ``_target_`` callables, found by import
+  (:func:`safepredict.frameworks.safe_names.resolve`) in the ``detectron2.``, ``torch.``,
+  ``torchvision.`` and ``fvcore.`` namespaces (and never their loaders of files, URLs or code)
+  unless trusted.
 """
 
 from __future__ import annotations
