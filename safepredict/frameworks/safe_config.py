@@ -11,9 +11,11 @@ semantics are mmengine 0.10's ``Config._file2dict``: ``_base_`` inheritance (rel
 ``{{$ENV:default}}``, ``_deprecation_``. Everything outside the language raises
 :class:`~safepredict.errors.UntrustedCodeError`, naming the file and line.
 
-Values are plain Python data only (no object the config could call into), and every
-operation is bounded (sizes, integer width, total work, ``_base_`` depth), so a hostile text
-ends in a typed error, never in code, a hang or an exhausted memory.
+Values are plain Python data only (no object the config could call into), and every read is
+charged for what it costs (:class:`Budget`: work, files and text across all its ``_base_``
+files, values as trees with sharing expanded, hashing, iteration, wide-integer arithmetic) and
+runs in a child process under memory, CPU and wall limits (:mod:`safepredict.frameworks.guard`),
+so a hostile text ends in a typed error, never in code, a hang or an exhausted memory.
 
 The language, key by key, is in docs/security.md.
 """
