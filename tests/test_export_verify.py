@@ -133,3 +133,63 @@ def test_the_command_exits_1_on_a_departure(d2_fixture, predictor, user_made, im
     )
     text = capsys.readouterr().out
     assert code == 1 and "DEPARTS" in text and "colour order" in text
+
+
+def _trace_with_detectron2(d2_fixture, height: int, width: int, out):
+    """Detectron2's own ONNX export, as ``tools/deploy/export_model.py --export-method tracing
+    --format onnx`` makes it: TracingAdapter over ``model.inference(do_postprocess=False)``,
+    TorchScript exporter, traced on one image size."""
+    import torch
+    from detectron2.checkpoint import DetectionCheckpointer
+    from detectron2.config import get_cfg
+    from detectron2.export import TracingAdapter
+    from detectron2.modeling import build_model
+
+    cfg = get_cfg()
+    cfg.merge_from_file(str(d2_fixture.config))
+    cfg.MODEL.DEVICE = "cpu"
+    model = build_model(cfg)
+    DetectionCheckpointer(model).load(str(d2_fixture.checkpoint))
+    model.eval()
+
+    def inference(model, inputs):
+        return [{"instances": model.inference(inputs, do_postprocess=False)[0]}]
+
+    image = torch.randint(0, 255, (3, height, width), dtype=torch.uint8)
+    adapter = TracingAdapter(model, [{"image": image}], inference)
+    with torch.no_grad():
+        torch.onnx.export(adapter, adapter.flattened_inputs, str(out), opset_version=16, dynamo=False)
+    return out
+
+
+def test_detectron2_s_own_tracing_export_is_verified(d2_fixture, predictor, tmp_path):
+    import collections
+
+    import cv2
+
+    from safepredict.engines.ops import shortest_edge_size
+
+    contract = predictor.contract
+    by_size = collections.defaultdict(list)
+    for path in d2_fixture.dataset.val_images:
+        by_size[cv2.imread(str(path)).shape[:2]].append(path)
+    size, same = max(by_size.items(), key=lambda kv: len(kv[1]))
+    assert len(same) >= 2, "the fixture's validation images all differ in size"
+    resized = shortest_edge_size(*size, contract.resize.min_size[0], contract.resize.max_size)
+    traced = _trace_with_detectron2(d2_fixture, *resized, tmp_path / "traced.onnx")
+    declared = {"color": contract.input_format}
+    # Images the traced size fits (the contract resizes them to it): it matches the contract.
+    report = verify_export(traced, d2_fixture.checkpoint, same, preprocessing=declared, predictor=predictor)
+    assert report.ok, report.describe()
+    assert _stage(report, "final detections").measured["compared"] > 0
+    # Images of another size: the size fixed when tracing is named.
+    others = [
+        p
+        for s, paths in by_size.items()
+        if shortest_edge_size(*s, contract.resize.min_size[0], contract.resize.max_size) != resized
+        for p in paths
+    ][:2]
+    report = verify_export(traced, d2_fixture.checkpoint, others, preprocessing=declared, predictor=predictor)
+    named = _stage(report, "input tensor")
+    assert not report.ok and any("fixed at export" in d for d in named.departures), report.describe()
+    print(report.describe())

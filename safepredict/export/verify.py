@@ -225,19 +225,50 @@ def _image_input(session: Any) -> Any:
 
 
 def _static_size(session: Any) -> tuple[int, int] | None:
+    """``(height, width)`` an NCHW or CHW image input is fixed to, or None where it is dynamic."""
     shape = _image_input(session).shape
-    if len(shape) == 4 and all(isinstance(v, int) for v in shape[2:]):
-        return int(shape[2]), int(shape[3])
+    if len(shape) in (3, 4) and all(isinstance(v, int) for v in shape[-2:]):
+        return int(shape[-2]), int(shape[-1])
     return None
 
 
-def _graph_outputs(session: Any, tensor: np.ndarray, count: int) -> list[np.ndarray] | None:
-    feed = {_image_input(session).name: tensor.astype(np.float32)}
+def _fed(session: Any, tensor: np.ndarray) -> np.ndarray:
+    """``tensor`` (1x3xHxW float32) as the graph's image input takes it: CHW for a 3-d input
+    (Detectron2's tracing export), uint8 where it is typed so."""
+    image = _image_input(session)
+    out = tensor[0] if len(image.shape) == 3 else tensor
+    if image.type == "tensor(uint8)":
+        return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    return out.astype(np.float32)
+
+
+def _graph_outputs(session: Any, tensor: np.ndarray, count: int | None) -> list[np.ndarray] | None:
+    feed = {_image_input(session).name: _fed(session, tensor)}
     try:
         names = [o.name for o in session.get_outputs()][:count]
         return list(session.run(names, feed))
     except Exception:  # noqa: BLE001 - a graph that cannot take this input is reported, not raised
         return None
+
+
+def detection_outputs(outputs: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """``(boxes, scores, labels)`` of a graph that outputs detections, or None.
+
+    Layouts: boxes ``(N, 4)`` with scores ``(N,)`` float and labels ``(N,)`` integer (Detectron2's
+    tracing export); ``dets (N, 5)`` (boxes and score) with labels (MMDeploy); a leading batch of 1
+    is dropped.
+    """
+    arrays = [np.asarray(o)[0] if np.ndim(o) == 3 and np.shape(o)[0] == 1 else np.asarray(o) for o in outputs]
+    boxes = next((a for a in arrays if a.ndim == 2 and a.shape[1] in (4, 5) and a.dtype.kind == "f"), None)
+    if boxes is None:
+        return None
+    n = len(boxes)
+    flat = [a for a in arrays if a.ndim == 1 and len(a) == n]
+    labels = next((a for a in flat if a.dtype.kind in "iu"), None)
+    scores = boxes[:, 4] if boxes.shape[1] == 5 else next((a for a in flat if a.dtype.kind == "f"), None)
+    if labels is None or scores is None:
+        return None
+    return boxes[:, :4].astype(np.float32), scores.astype(np.float32), labels.astype(np.int64)
 
 
 # ---------------------------------------------------------------------- the verification
@@ -310,6 +341,7 @@ def verify_export(
     compared = missing = extra = 0
     worst_score = 0.0
     comparable = True
+    e2e = False  # the graph outputs detections itself (stage 2 has no raw outputs to compare)
     inside_votes = outside_votes = 0
     for image_ref in images:
         path = as_path(image_ref)
@@ -345,8 +377,16 @@ def verify_export(
             comparable = False
         import torch
 
+        # The framework's network needs its size divisibility: padded (with the mean, 0 once
+        # normalised) for it; a graph fed another size cannot give the same outputs (stage 3 then).
+        divisor = int(base_spec.get("pad_divisor", 1))
+        padded = engine_mod.ops.padded_size(raw.shape[2], raw.shape[3], divisor)
+        network_in = raw
+        if padded != raw.shape[2:]:
+            network_in = engine_mod.ops.pad_to(raw[0].transpose(1, 2, 0), *padded, mean.ravel().tolist())
+            network_in = np.ascontiguousarray(network_in.transpose(2, 0, 1)[None])
         with torch.no_grad():
-            reference = [t.numpy() for t in dense(torch.from_numpy(raw))][:n_dense]
+            reference = [t.numpy() for t in dense(torch.from_numpy(network_in))][:n_dense]
         g_raw = _graph_outputs(session, raw, n_dense)
         g_norm = _graph_outputs(session, (raw - mean) / std, n_dense)
         shapes_ok = (
@@ -355,7 +395,16 @@ def verify_export(
             and all(a.shape == b.shape for a, b in zip(g_raw, reference, strict=True))
         )
         if not shapes_ok or g_raw is None or g_norm is None:
-            comparable = False
+            # Not the dense layout: a graph that outputs detections itself is compared at stage 3.
+            end_to_end = _end_to_end(session, raw, (raw - mean) / std, fed, declared, loaded, mean, std, predictor)
+            if end_to_end is None:
+                comparable = False
+                continue
+            e2e = True
+            (c, m, e, w), votes = end_to_end
+            compared, missing, extra, worst_score = compared + c, missing + m, extra + e, max(worst_score, w)
+            inside_votes += votes[0]
+            outside_votes += votes[1]
             continue
         r_raw = max(_rel(a, b) for a, b in zip(g_raw, reference, strict=True))
         r_norm = max(_rel(a, b) for a, b in zip(g_norm, reference, strict=True))
@@ -416,7 +465,7 @@ def verify_export(
                     f"{list(declared.std or ())}; the model was trained with {list(contract.pixel_mean)}, "
                     f"{list(contract.pixel_std)} ({contract.where('pixel_mean')})"
                 )
-    elif comparable:
+    elif comparable and not e2e:
         output_deps.append(
             f"the graph's outputs differ from the framework's network on the same pixels (max relative "
             f"difference {min(output_rel.values()):.3g}): another model, or steps inside the graph the contract "
@@ -447,10 +496,16 @@ def verify_export(
         Stage(
             "raw outputs",
             ok=comparable and not output_deps,
-            measured={f"max relative difference ({k} pixels in)": v for k, v in output_rel.items()},
+            measured=(
+                {"normalisation": _verdict(inside_votes, outside_votes)}
+                if e2e
+                else {f"max relative difference ({k} pixels in)": v for k, v in output_rel.items()}
+            ),
             departures=tuple(output_deps),
             note=(
-                "graph outputs compared with the framework's network"
+                "the graph outputs detections: normalisation judged from its detections on raw and normalised pixels"
+                if e2e and comparable
+                else "graph outputs compared with the framework's network"
                 if comparable
                 else "not comparable: the graph's outputs are not the framework's dense outputs at this size"
             )
@@ -471,6 +526,65 @@ def verify_export(
         safepredict_metadata=document is not None,
         stages=stages,
     )
+
+
+def _verdict(inside: int, outside: int) -> str:
+    if inside > outside:
+        return "inside the graph"
+    if outside > inside:
+        return "expected before the graph"
+    return "not judged (no image gave the framework's detections either way)"
+
+
+def _end_to_end(
+    session: Any,
+    raw: np.ndarray,
+    normalised: np.ndarray,
+    fed: Any,
+    declared: Declared,
+    loaded: Any,
+    mean: np.ndarray,
+    std: np.ndarray,
+    predictor: Any,
+) -> tuple[tuple[int, int, int, float], tuple[int, int]] | None:
+    """Stage 3 for a graph that outputs detections: ``(parity of the fed tensor, (inside, outside) votes)``.
+
+    The boxes are in the fed image's pixels: taken back to the image by the resize's scale, as the
+    deployment code would. Normalisation is judged by which of raw and normalised pixels (at the
+    fed geometry, the contract's colour order) gives the framework's detections.
+    """
+    from safepredict.detections import Detections
+
+    def detections(tensor: np.ndarray) -> Any:
+        outs = _graph_outputs(session, tensor, None)
+        found = detection_outputs(outs) if outs is not None else None
+        if found is None:
+            return None
+        boxes, scores, labels = found
+        boxes = boxes.copy()
+        boxes[:, 0::2] /= np.float32(fed.scale[0])
+        boxes[:, 1::2] /= np.float32(fed.scale[1])
+        h, w = loaded.shape
+        boxes[:, 0::2] = np.clip(boxes[:, 0::2], 0, w)
+        boxes[:, 1::2] = np.clip(boxes[:, 1::2], 0, h)
+        keep = scores > declared.score_threshold if declared.score_threshold is not None else np.ones(len(scores), bool)
+        return Detections(boxes[keep], scores[keep], labels[keep], image_size=loaded.shape)
+
+    ref = predictor.predict(loaded.array, color=loaded.color)
+    tensor = fed.tensor
+    if declared.mean is not None:
+        std_d = np.asarray(declared.std if declared.std is not None else (1.0, 1.0, 1.0), np.float32)
+        tensor = (tensor - np.asarray(declared.mean, np.float32).reshape(1, -1, 1, 1)) / std_d.reshape(1, -1, 1, 1)
+    got = detections(tensor)
+    if got is None:
+        return None
+    votes = [0, 0]
+    if raw.shape == fed.tensor.shape:
+        for k, probe in enumerate((raw, normalised)):
+            dets = detections(probe)
+            if dets is not None and len(ref) and parity(ref, dets, predictor.score_threshold)[1] == 0:
+                votes[k] = 1
+    return parity(ref, got, predictor.score_threshold), (votes[0], votes[1])
 
 
 def _detections(
