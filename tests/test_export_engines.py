@@ -47,3 +47,15 @@ def test_the_engines_do_not_import_the_predictor():
     for path in (PACKAGE / "engines").glob("*.py"):
         imports = _imports(path)
         assert not {m for m in imports if m.startswith("safepredict.predictor")}, (path.name, sorted(imports))
+
+
+def test_both_engines_offer_what_the_predictor_calls(d2_fixture, tmp_path):
+    from safepredict import SafePredictor
+    from safepredict.engines.base import Engine
+
+    torch_side = SafePredictor.from_checkpoint(d2_fixture.checkpoint, monitor=False)
+    onnx_side = SafePredictor.from_onnx(torch_side.export(tmp_path / "model.onnx"), monitor=False)
+    for predictor in (torch_side, onnx_side):
+        assert isinstance(predictor._adapter, Engine), type(predictor._adapter)
+        result = predictor._adapter.run(predictor.load(d2_fixture.dataset.val_images[0]))
+        assert len(result.final) <= len(result.candidates)
