@@ -30,7 +30,7 @@ from safepredict import bundle as _bundle
 from safepredict._logging import warn
 from safepredict.contract import TTA_FIELDS, Discrepancy, TrainingContract, single_pass_difference
 from safepredict.detections import Detections
-from safepredict.errors import InputError, IntegrityError, UnsupportedOutputError
+from safepredict.errors import InputError, UnsupportedOutputError
 from safepredict.frameworks.artifact import TrainingArtifact, discover
 from safepredict.frameworks.base import Adapter, RawResult
 from safepredict.images import LoadedImage, as_path, check_color, from_array
@@ -191,20 +191,10 @@ def _check_lock(lock: str | os.PathLike[str], weights: Path, config: Any, policy
     A weights or config file whose sha256 differs from the lock is refused (IntegrityError)
     whatever ``policy`` says; versions and hardware follow ``policy`` (warn or error).
     """
-    from safepredict.lock import check_lock, enforce, read_lock
+    from safepredict.lock import check_lock, enforce, read_lock, refuse_changed_files
 
     report = check_lock(lock, weights=weights, config=config)
-    files = [m for m in report.mismatches if m.key.startswith("files.")]
-    if files:
-        raise IntegrityError(
-            "refusing to load model files that differ from the lock (nothing was deserialised):\n"
-            + "\n".join(f"  {m.key}: locked sha256 {m.locked}, found {m.found} ({m.source})" for m in files),
-            expected={m.key: m.locked for m in files},
-            found={m.key: m.found for m in files},
-            source=str(lock),
-            fix="use the files the lock was written for, or re-run `safepredict lock` if the change is intended",
-            details=files,
-        )
+    refuse_changed_files(report, lock)
     enforce(report, policy)
     from safepredict.lock.external import detect_format
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from safepredict._logging import warn
 from safepredict.contract import ResizePolicy, TrainingContract
-from safepredict.errors import EnvironmentMismatchError, InputError, IntegrityError
+from safepredict.errors import EnvironmentMismatchError, InputError
 
 logger = logging.getLogger("safepredict")
 
@@ -106,20 +106,10 @@ def check_lock_before_loading(lock: str | os.PathLike[str], path: Path, policy: 
     A file whose sha256 differs from the lock is refused unread (IntegrityError) whatever
     ``policy`` says; versions and hardware follow ``policy``. Returns the LockReport.
     """
-    from safepredict.lock import check_lock, enforce
+    from safepredict.lock import check_lock, enforce, refuse_changed_files
 
     report = check_lock(lock, weights=path)
-    files = [m for m in report.mismatches if m.key.startswith("files.")]
-    if files:
-        raise IntegrityError(
-            "refusing to load model files that differ from the lock (nothing was deserialised):\n"
-            + "\n".join(f"  {m.key}: locked sha256 {m.locked}, found {m.found} ({m.source})" for m in files),
-            expected={m.key: m.locked for m in files},
-            found={m.key: m.found for m in files},
-            source=str(lock),
-            fix="use the files the lock was written for, or re-run `safepredict lock` if the change is intended",
-            details=files,
-        )
+    refuse_changed_files(report, lock)
     enforce(report, policy)
     return report
 

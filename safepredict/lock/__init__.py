@@ -19,7 +19,7 @@ from pathlib import Path
 import attrs
 
 from safepredict.lock.capture import Probe, capture_environment, file_entry
-from safepredict.lock.check import LockReport, Mismatch, Unverified, check_lock, enforce
+from safepredict.lock.check import LockReport, Mismatch, Unverified, check_lock, enforce, refuse_changed_files
 from safepredict.lock.entries import CondaRecord, Environment, Fact, FileEntry, Lock, PackageEntry
 from safepredict.lock.lockfile import SCHEMA_VERSION, new_lock, read_lock, write_lock_file
 from safepredict.lock.rules import RULES
@@ -41,6 +41,7 @@ __all__ = [
     "check_lock",
     "enforce",
     "read_lock",
+    "refuse_changed_files",
     "write_lock",
 ]
 

@@ -14,13 +14,13 @@ from typing import Any
 import attrs
 
 from safepredict._logging import warn
-from safepredict.errors import EnvironmentMismatchError, InputError
+from safepredict.errors import EnvironmentMismatchError, InputError, IntegrityError
 from safepredict.lock.capture import Probe, sha256_file
 from safepredict.lock.entries import Lock, _to_tuple
 from safepredict.lock.lockfile import read_lock
 from safepredict.lock.rules import Value, compare, describe_rule
 
-__all__ = ["LockReport", "Mismatch", "Unverified", "check_lock", "enforce"]
+__all__ = ["LockReport", "Mismatch", "Unverified", "check_lock", "enforce", "refuse_changed_files"]
 
 # What a difference in each entry does to a detector's output, in words.
 _CONSEQUENCES: dict[str, str] = {
@@ -293,6 +293,21 @@ def check_lock(
                 )
             )
     return LockReport(mismatches, unverified, checked, lock.path)
+
+
+def refuse_changed_files(report: LockReport, lock: str | os.PathLike[str]) -> None:
+    """Raise IntegrityError when a model file differs from the lock: integrity refuses whatever the policy."""
+    files = [m for m in report.mismatches if m.key.startswith("files.")]
+    if files:
+        raise IntegrityError(
+            "refusing to load model files that differ from the lock (nothing was deserialised):\n"
+            + "\n".join(f"  {m.key}: locked sha256 {m.locked}, found {m.found} ({m.source})" for m in files),
+            expected={m.key: m.locked for m in files},
+            found={m.key: m.found for m in files},
+            source=str(lock),
+            fix="use the files the lock was written for, or re-run `safepredict lock` if the change is intended",
+            details=files,
+        )
 
 
 def enforce(report: LockReport, on_mismatch: str = "warn") -> LockReport:
