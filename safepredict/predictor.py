@@ -375,7 +375,7 @@ class SafePredictor:
 
     def export(self, path: str | os.PathLike[str], **kwargs: Any) -> Path:
         """Write this model as ONNX with its training contract in the metadata (docs/deploying.md)."""
-        from safepredict.export.writer import export  # not the package: it also reaches verify, which builds predictors
+        from safepredict.export.writer import export  # not the package, whose verify_export imports the predictor
 
         return export(self, path, **kwargs)
 

@@ -49,48 +49,6 @@ def test_the_engines_do_not_import_the_predictor():
         assert not {m for m in imports if m.startswith("safepredict.predictor")}, (path.name, sorted(imports))
 
 
-def _module_graph() -> dict[str, set[str]]:
-    """Every safepredict module -> the safepredict modules it imports anywhere (function bodies included)."""
-    modules: dict[str, Path] = {}
-    for path in PACKAGE.rglob("*.py"):
-        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
-        modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
-    graph: dict[str, set[str]] = {}
-    for name, path in modules.items():
-        imported = _imports(path)
-        # "from safepredict.a import b" imports the module safepredict.a.b when there is one, else safepredict.a.
-        targets = {m for m in imported if m in modules}
-        targets -= {m.rpartition(".")[0] for m in targets if m.rpartition(".")[0] in targets}
-        graph[name] = {m for m in targets if m != name and not name.startswith(m + ".")}
-    return graph
-
-
-def _reaches(graph: dict[str, set[str]], start: str, goal: str) -> list[str] | None:
-    """A path of imports from ``start`` to ``goal``, or None."""
-    seen, stack = {start}, [[start]]
-    while stack:
-        path = stack.pop()
-        for nxt in sorted(graph.get(path[-1], ())):
-            if nxt == goal:
-                return [*path, nxt]
-            if nxt not in seen:
-                seen.add(nxt)
-                stack.append([*path, nxt])
-    return None
-
-
-def test_no_import_circle_runs_through_the_predictor():
-    graph = _module_graph()
-    assert graph["safepredict.predictor"], "the module graph found no imports of the predictor"
-    assert _reaches(graph, "safepredict.predictor", "safepredict.predictor") is None
-
-
-def test_the_circle_check_sees_a_circle():
-    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}}
-    assert _reaches(graph, "a", "a") == ["a", "b", "c", "a"]
-    assert _reaches({"a": {"b"}, "b": set()}, "a", "a") is None
-
-
 def test_both_engines_offer_what_the_predictor_calls(d2_fixture, tmp_path):
     from safepredict import SafePredictor
     from safepredict.engines.base import Engine

@@ -3,7 +3,9 @@
 - neutral values know no framework: ``contract/``, ``detections``, ``images``, ``lock/`` and
   ``monitor/`` import nothing from ``safepredict.frameworks`` and no framework package;
 - data flows one way: no library module imports the CLI, the demo or a ``commands`` module;
-- nothing under ``safepredict/`` imports from ``tests/``.
+- nothing under ``safepredict/`` imports from ``tests/``;
+- no import circle runs through the predictor (issue 23's engine seam): nothing it imports, even
+  inside a function, imports it back.
 """
 
 from __future__ import annotations
@@ -126,6 +128,64 @@ def test_the_rules_are_checked_on_every_import_form(tmp_path: Path) -> None:
         ("safepredict.images", "tests._synthetic.Stream"),
         ("safepredict.folder", "safepredict.diagnose.commands"),
     }
+
+
+def import_graph(root: Path = PACKAGE) -> dict[str, set[str]]:
+    """Each module of the package under ``root`` -> the modules of it that it imports, anywhere.
+
+    ``from a import b`` imports the module ``a.b`` where there is one, else ``a`` (``b`` is a name in
+    it); a package's ``__init__`` that a submodule's import runs is not counted as an edge.
+    """
+    paths = {_module_name(path, root): path for path in sorted(root.rglob("*.py"))}
+    graph: dict[str, set[str]] = {}
+    for module, path in paths.items():
+        by_statement: dict[int, list[str]] = {}
+        for line, imported in _imports(path, module):
+            by_statement.setdefault(line, []).append(imported)
+        edges: set[str] = set()
+        for names in by_statement.values():
+            base, members = names[0], [n for n in names[1:] if n in paths]
+            edges.update(members or ([base] if base in paths else []))
+        graph[module] = {m for m in edges if m != module and not module.startswith(m + ".")}
+    return graph
+
+
+def import_circle(graph: dict[str, set[str]], module: str) -> list[str] | None:
+    """A chain of imports from ``module`` back to itself, or None."""
+    seen, stack = {module}, [[module]]
+    while stack:
+        chain = stack.pop()
+        for nxt in sorted(graph.get(chain[-1], ())):
+            if nxt == module:
+                return [*chain, nxt]
+            if nxt not in seen:
+                seen.add(nxt)
+                stack.append([*chain, nxt])
+    return None
+
+
+def test_no_import_circle_runs_through_the_predictor() -> None:
+    graph = import_graph()
+    assert graph["safepredict.predictor"], "the graph found no imports of the predictor"
+    assert import_circle(graph, "safepredict.predictor") is None
+
+
+def test_the_circle_check_follows_every_import_form(tmp_path: Path) -> None:
+    """A circle through a function-level, a relative and a package import is found; a one-way chain is not."""
+    root = tmp_path / "safepredict"
+    (root / "export").mkdir(parents=True)
+    (root / "__init__.py").write_text("")
+    (root / "predictor.py").write_text("def export():\n    from safepredict.export import export\n")
+    (root / "export" / "__init__.py").write_text("def verify():\n    from .verify import run\n")
+    (root / "export" / "verify.py").write_text("def run():\n    from safepredict import predictor\n")
+    assert import_circle(import_graph(root), "safepredict.predictor") == [
+        "safepredict.predictor",
+        "safepredict.export",
+        "safepredict.export.verify",
+        "safepredict.predictor",
+    ]
+    (root / "export" / "verify.py").write_text("from safepredict.export import writer_name\n")
+    assert import_circle(import_graph(root), "safepredict.predictor") is None
 
 
 @pytest.mark.parametrize("neutral", NEUTRAL)
