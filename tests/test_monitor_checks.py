@@ -109,8 +109,9 @@ def test_too_high_threshold_without_reference_fires_all_below_threshold():
 
 def test_empty_streak_without_candidates_gives_no_threshold_advice():
     mon = _monitor(None)
-    findings = [f for _ in range(30) for f in mon.observe(None, Detections.empty())]
+    findings = [f for _ in range(30) for f in mon.observe(None, Detections.empty())] + mon.flush()
     assert _codes(findings) == {"monitor.empty_streak": 1}
+    assert findings[0].data["image_index"] == findings[0].data["limit"] == MonitorConfig().empty_streak
     assert "below the score threshold 0.5" not in findings[0].message
     assert findings[0].data["candidates_below"] == 0
 
@@ -123,9 +124,9 @@ def test_empty_streak_limit_follows_the_reference_empty_rate(reference):
     p = stats.upper_rate(reference.n_empty, reference.n_images)
     assert reference.empty_rate < p < 2 * reference.empty_rate
     assert p**limit < 1e-6 and (limit == 10 or p ** (limit - 1) >= 1e-6)
-    findings = [f for _ in range(limit) for f in mon.observe(None, Detections.empty())]
+    findings = [f for _ in range(limit) for f in mon.observe(None, Detections.empty())] + mon.flush()
     assert [f.code for f in findings] == ["monitor.empty_streak"]
-    assert findings[0].data["streak"] == limit
+    assert findings[0].data["streak"] == findings[0].data["image_index"] == limit
 
 
 def test_score_collapse_fires_score_drift(reference):
@@ -165,15 +166,15 @@ def test_constant_scores(reference):
 def test_repeated_best_score_across_images_is_constant():
     mon = _monitor(None)
     dets = Detections(boxes=np.zeros((2, 4)), scores=[0.7, 0.2], labels=[0, 1])
-    findings = [f for _ in range(25) for f in mon.observe(None, dets)]
+    findings = [f for _ in range(25) for f in mon.observe(None, dets)] + mon.flush()
     assert [f.code for f in findings] == ["monitor.constant_scores"]
-    assert "20 images in a row" in findings[0].message
+    assert "20 images in a row" in findings[0].message and findings[0].data["image_index"] == 20
 
 
 def test_scores_outside_zero_one_and_labels_outside_the_classes():
     mon = _monitor(None)
     logits = Detections(boxes=np.zeros((3, 4)), scores=[3.5, -1.0, 0.8], labels=[0, 1, 9])
-    assert _codes(mon.observe(None, logits)) == {"monitor.score_range": 1, "monitor.label_range": 1}
+    assert _codes(mon.observe(None, logits) + mon.flush()) == {"monitor.score_range": 1, "monitor.label_range": 1}
 
 
 @pytest.mark.parametrize("bad", [[0.9, -0.5], [0.9, np.nan], [np.inf, 0.2], [0.9, -np.inf]])
@@ -182,7 +183,7 @@ def test_irregular_scores_take_the_slow_path_and_are_reported(bad):
     dets = Detections(boxes=np.zeros((2, 4)), scores=bad, labels=[0, 1])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # numpy's cast of -inf to an index
-        codes = _codes(mon.observe(None, dets))
+        codes = _codes(mon.observe(None, dets) + mon.flush())
     finite = np.isfinite(np.asarray(bad, np.float32))
     assert codes["monitor.nan_scores"] == int(not finite.all())
     assert codes["monitor.score_range"] == int(
@@ -277,9 +278,11 @@ def test_rate_limit_by_images_and_seconds():
     fired = []
     for i in range(400):
         now[0] = i * 0.05  # 20 images a second: 100 images take 5 s, so seconds decide
-        fired += [(i, f.code) for f in mon.observe(None, Detections.empty())]
-    streak_images = [i for i, code in fired if code == "monitor.empty_streak"]
-    assert streak_images == [24, 224]  # image 25 first, then 10 s (200 images) later
+        fired += [(i, f) for f in mon.observe(None, Detections.empty())]
+    streaks = [(i, f.data["image_index"]) for i, f in fired if f.code == "monitor.empty_streak"]
+    # Image 25 first, then 10 s (200 images) later, each time as of its image's own clock; each
+    # returned by the call that completed its batch of check_every (50) images.
+    assert streaks == [(49, 25), (249, 225)]
     snap = mon.snapshot()
     assert snap["findings_total"]["monitor.empty_streak"] == 2
     assert snap["findings_suppressed_total"]["monitor.empty_streak"] == 400 - 24 - 2
@@ -290,7 +293,7 @@ def test_findings_are_logged_with_structured_fields_and_warned(caplog):
     below = Detections(boxes=np.zeros((1, 4)), scores=[0.4], labels=[0])
     with caplog.at_level(logging.WARNING, logger="safepredict"), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        returned = [f for _ in range(12) for f in mon.observe(None, below)]
+        returned = [f for _ in range(12) for f in mon.observe(None, below)] + mon.flush()
     assert [f.code for f in returned] == ["monitor.all_below_threshold"]
     records = [r for r in caplog.records if getattr(r, "safepredict_code", None) == "monitor.all_below_threshold"]
     assert len(records) == 1

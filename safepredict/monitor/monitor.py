@@ -112,12 +112,14 @@ class Monitor:
         self._hist = np.zeros((w, self._bins + 1), dtype=np.float32)  # + 1: scores of exactly 1.0
         self._inv_candidates = np.zeros(w, dtype=np.float32)  # 1 / candidates, 0 if none
         self._inv_detections = np.zeros(w, dtype=np.float32)  # 1 / detections, 0 if none
-        # Per-image class counts of the detections: the takeover test's input, and (flushed every
-        # check_every images) the cumulative per-class counters.
+        # Per-image class counts of the detections: the takeover test's input.
         self._class_counts = np.zeros((w, self._n_classes), dtype=np.float32)
-        self._unflushed = 0  # images whose class counts are not yet in _class_totals
         self._pos = 0
         self._filled = 0
+        # Images observed whose outputs are not yet checked: (scores, labels, time), checked as a batch.
+        self._pending: list[tuple[np.ndarray, np.ndarray, float]] = []
+        self._seen = 0  # images observed; self._images counts those whose outputs are checked
+        self._now = 0.0  # the time of the image being checked (the rate limit's clock)
         self._window_size = w
         self._input_checks = cfg.input_checks
         self._check_every = cfg.check_every
@@ -222,9 +224,15 @@ class Monitor:
 
         ``candidates`` are all detections before the score threshold, after NMS; the monitor cuts
         them at ``score_threshold`` itself. ``image`` is the RGB uint8 input, or None to skip the
-        input statistics.
+        input statistics. The per-image work is a grid copy and an append: the outputs of the images
+        since the last window test are checked together when the next one is due (every
+        ``check_every`` images, and at :meth:`snapshot`), each image's checks as if it came alone
+        (its own index and time); a finding about one image is returned by the call that completes
+        its batch, with the image's number in its evidence (``image_index``).
         """
         with self._lock:
+            now = self._clock()
+            seen = self._seen = self._seen + 1
             unreadable = None
             if image is not None and self._input_checks and (self._every_image or self._sampled()):
                 try:
@@ -233,17 +241,19 @@ class Monitor:
                 except InputError as exc:  # the monitor reports; it never breaks a prediction
                     unreadable = exc
                 else:
-                    self._grid_images.append(self._images + 1)
+                    self._grid_images.append(seen)
                     if self._grids.full:
                         self._flush_inputs()
-            found = self._observe(candidates.scores, candidates.labels)
-            if unreadable is not None and self._may_fire("monitor.input_shape"):
+            # The arrays are kept, not copied: a Detections is not changed after it is made.
+            self._pending.append((candidates.scores, candidates.labels, now))
+            found = self._flush_outputs() if seen % self._check_every == 0 else []
+            if unreadable is not None and self._may_fire("monitor.input_shape", seen, now):
                 found.append(
                     Finding(
                         "monitor.input_shape",
                         f"the input statistics were skipped: {unreadable.message}",
                         "warning",
-                        {"found": str(unreadable.found)},
+                        {"found": str(unreadable.found), "image_index": seen},
                     )
                 )
         if self._emit:
@@ -267,105 +277,177 @@ class Monitor:
         found: list[Finding] = []
         for image, candidates in samples:
             found.extend(self.observe(image, candidates))
+        found.extend(self.flush())
         return found
 
-    def _observe(self, scores: np.ndarray, labels: np.ndarray) -> list[Finding]:
-        # The per-image work: a handful of numpy calls on this image's candidates and one slot of each
-        # ring buffer. Locals, not attributes, in the hot lines: each lookup is a measurable share.
+    def flush(self) -> list[Finding]:
+        """Check the outputs of the images not yet checked (the end of a stream); the findings raised."""
+        with self._lock:
+            found = self._flush_outputs()
+        if self._emit:
+            for finding in found:
+                finding.emit()
+        return found
+
+    def _flush_outputs(self) -> list[Finding]:
+        """Check the pending images' outputs, in order, then the window tests when they are due."""
         out: list[Finding] = []
-        self._images += 1
+        pending = self._pending
+        if pending:
+            self._pending = []
+            if not self._observe_batch(pending, out):
+                for one in pending:  # an irregular score or label in the batch: one image at a time
+                    self._observe_batch([one], out)
+        return out
+
+    def _observe_batch(self, batch: list[tuple[np.ndarray, np.ndarray, float]], out: list[Finding]) -> bool:
+        """The output checks of consecutive images, vectorised over the batch: what one image at a time would do.
+
+        One bincount each gives the per-image score histograms, detection counts and class counts
+        (keyed by the image's slot), one reduceat each the best and lowest scores; a loop over the
+        images' scalars then carries the streaks, the counters and the per-image findings, each
+        with its image's index and time. Returns False, having changed nothing but the once-only
+        threshold check, if a batch of several images holds a score outside [0, 1] (NaN included) or
+        a kept label outside the classes: the caller then checks its images one at a time, where
+        those are reported and dropped or clipped.
+        """
+        k = len(batch)
+        base = self._images
         if not self._threshold_checked:
             self._threshold_checked = True
+            self._images, self._now = base + 1, batch[0][2]
             self._check_threshold_mismatch(out)
-        n = scores.size
-        pos = self._pos
-        bins = self._bins
-        counts = None
-        if n:
-            top = float(_MAX(scores))  # NaN if any score is NaN
-            if top <= 1.0:
-                try:
-                    # Scores in [0, 1] give bin indices in [0, bins]; the extra column holds scores of
-                    # exactly 1.0 and is folded into the last bin when the window is tested.
-                    counts = np.bincount((scores * bins).astype(np.intp), minlength=bins + 1)
-                except ValueError:  # a negative score
-                    counts = None
-            if counts is None:  # NaN, infinity or outside [0, 1]: the slow path
-                scores, labels = self._irregular_scores(out, scores, labels, float(scores.min()), top)
-                n = scores.size
-                if n:
-                    top = float(scores.max())
-                    counts = np.bincount((scores * bins).astype(np.intp), minlength=bins + 1)
-        if n:
-            assert counts is not None
-            kept = labels[scores > self.score_threshold]  # strictly above, as both frameworks filter
-            n_final = kept.size
-            self._hist[pos] = counts
-            self._inv_candidates[pos] = 1.0 / n
-            if n >= self._min_constant and counts[min(int(top * bins), bins)] == n:
-                low = float(scores.min())  # all in one bin: only now is the exact spread worth a pass
-                if top - low < 1e-6:
-                    self._constant(out, f"all {n} candidates of one image score {top:.6g}", n, top)
-            if top == self._last_max and top < _SATURATED:
-                self._same_max_run += 1
-                if self._same_max_run >= _CONSTANT_STREAK:
-                    self._constant(out, f"the best score was {top:.6g} in {self._same_max_run} images in a row", n, top)
-            else:
-                self._same_max_run = 1
-                self._last_max = top
+            self._images = base
+        if k == 1:
+            scores, labels = batch[0][0], batch[0][1]
+            sizes = [scores.size]
         else:
-            top = math.nan
-            n_final = 0
-            self._inv_candidates[pos] = 0.0  # the row's old counts now weigh nothing
-            self._images_without_candidates += 1
-        self._candidates += n
-        self._detections += n_final
-        self._max[pos] = top
+            sizes = [b[0].size for b in batch]
+            scores = np.concatenate([b[0] for b in batch])
+            labels = np.concatenate([b[1] for b in batch])
+        total = scores.size
+        if total:
+            low, top = float(np.minimum.reduce(scores)), float(_MAX(scores))
+            if not (low >= 0.0 and top <= 1.0):  # NaN fails both
+                if k > 1:
+                    return False
+                self._images, self._now = base + 1, batch[0][2]
+                scores, labels = self._irregular_scores(out, scores, labels, low, top)
+                total = scores.size
+                sizes = [total]
+        n_classes = self._n_classes
+        keep = scores > self.score_threshold  # strictly above, as both frameworks filter
+        kept = labels[keep]
+        bad_labels = bool(n_classes and kept.size and (kept.min() < 0 or kept.max() >= n_classes))
+        if bad_labels and k > 1:
+            return False
 
-        if n_final:
-            # Classes of the final detections: one weighted bincount counts only the kept labels.
-            n_classes = self._n_classes
-            if n_classes:
-                try:
-                    per_class: np.ndarray = np.bincount(kept, minlength=n_classes)
-                except ValueError:  # negative labels
-                    per_class = np.zeros(n_classes + 1)
-                    per_class[-1] = 1.0
-                if per_class.size > n_classes:
-                    if per_class[n_classes:].any():
-                        self._label_range(out, kept)
-                    per_class = per_class[:n_classes]
-                self._class_counts[pos] = per_class
-            self._inv_detections[pos] = 1.0 / n_final
+        bins, w, pos = self._bins, self._window_size, self._pos
+        rows: slice | np.ndarray = slice(pos, pos + k) if pos + k <= w else np.arange(pos, pos + k) % w
+        counts = np.asarray(sizes)
+        slot = np.repeat(np.arange(k), counts)
+        n_final = np.bincount(slot[keep], minlength=k)
+        tops = np.full(k, np.nan)
+        constant = np.zeros(k, bool)
+        if total:
+            # Scores in [0, 1] give bin indices in [0, bins]; the extra column holds scores of exactly
+            # 1.0 and is folded into the last bin when the window is tested.
+            hist = np.bincount(slot * (bins + 1) + (scores * bins).astype(np.intp), minlength=k * (bins + 1))
+            hist = hist.reshape(k, bins + 1)
+            self._hist[rows] = hist
+            has = np.flatnonzero(counts)
+            starts = (np.cumsum(counts) - counts)[has]
+            tops[has] = np.maximum.reduceat(scores, starts)
+            lows = np.minimum.reduceat(scores, starts)
+            # All candidates of one image in one bin and within 1e-6 of each other: a constant output.
+            n_has = counts[has]
+            top_bins = np.minimum((tops[has] * bins).astype(np.intp), bins)
+            constant[has] = (
+                (n_has >= self._min_constant)
+                & (hist[has, top_bins] == n_has)
+                & (tops[has] - lows.astype(np.float64) < 1e-6)
+            )
+        with np.errstate(divide="ignore"):
+            self._inv_candidates[rows] = np.where(counts > 0, 1.0 / counts, 0.0)
+            self._inv_detections[rows] = np.where(n_final > 0, 1.0 / n_final, 0.0)
+        self._max[rows] = tops
+        if total:
+            # The cumulative counters (Prometheus histograms): the batch's scores and best scores.
+            self._candidate_bin_totals += hist.sum(axis=0)
+            best = self._max[rows][has]  # float32, as the window holds them
+            self._best_bin_totals += np.bincount(np.minimum(best * bins, bins - 1).astype(np.intp), minlength=bins)
+            self._best_sum += float(best.sum(dtype=np.float64))
+        if n_classes and kept.size:
+            if bad_labels:  # one image: only its labels inside the classes are counted
+                inside = kept[(kept >= 0) & (kept < n_classes)] if kept.min() >= 0 else kept[:0]
+                per_class = np.bincount(inside, minlength=n_classes)
+                self._class_counts[rows] = per_class
+                self._class_totals += per_class
+            else:
+                per_image = np.bincount(slot[keep] * n_classes + kept, minlength=k * n_classes)
+                self._class_counts[rows] = per_image.reshape(k, n_classes)
+                self._class_totals += np.bincount(kept, minlength=n_classes)
+
+        # The images' scalars, in order: streaks, repeated best scores and the per-image findings.
+        tops_list = tops.tolist()
+        if self._healthy_batch(tops, n_final, constant, bad_labels):
+            # Every image has detections, none is constant and no best score repeats the one before:
+            # what the loop below would do, in one step.
+            self._images, self._now = base + k, batch[-1][2]
+            self._same_max_run, self._last_max = 1, tops_list[-1]
             if self._streak:
                 self._streak = self._streak_below_images = self._streak_below_candidates = self._below_run = 0
                 self._streak_best_below = -math.inf
-        else:
-            # Empty outputs and the threshold advice.
-            self._inv_detections[pos] = 0.0
-            self._images_empty += 1
-            self._streak += 1
+            k = 0  # nothing left for the loop
+        n_final_list = n_final.tolist()
+        constant_list = constant.tolist()
+        for i in range(k):
+            self._images = base + i + 1
+            self._now = batch[i][2]
+            n = sizes[i]
+            top = tops_list[i]
             if n:
-                self._streak_below_images += 1
-                self._streak_below_candidates += n
-                self._streak_best_below = max(self._streak_best_below, top)
-                self._below_run += 1
+                if constant_list[i]:
+                    self._constant(out, f"all {n} candidates of one image score {top:.6g}", n, top)
+                if top == self._last_max and top < _SATURATED:
+                    self._same_max_run += 1
+                    if self._same_max_run >= _CONSTANT_STREAK:
+                        self._constant(
+                            out, f"the best score was {top:.6g} in {self._same_max_run} images in a row", n, top
+                        )
+                else:
+                    self._same_max_run = 1
+                    self._last_max = top
             else:
-                self._below_run = 0
-            self._check_streaks(out, n, top)
-        self._unflushed += 1
-        pos += 1
-        self._pos = 0 if pos == self._window_size else pos
-        if self._filled < self._window_size:
-            self._filled += 1
-
+                self._images_without_candidates += 1
+            if n_final_list[i]:
+                if bad_labels:
+                    self._label_range(out, kept)
+                if self._streak:
+                    self._streak = self._streak_below_images = self._streak_below_candidates = self._below_run = 0
+                    self._streak_best_below = -math.inf
+            else:
+                # Empty outputs and the threshold advice.
+                self._images_empty += 1
+                self._streak += 1
+                if n:
+                    self._streak_below_images += 1
+                    self._streak_below_candidates += n
+                    self._streak_best_below = max(self._streak_best_below, top)
+                    self._below_run += 1
+                else:
+                    self._below_run = 0
+                self._check_streaks(out, n, top)
+        self._candidates += total
+        self._detections += int(kept.size)
+        self._pos = (pos + len(batch)) % w
+        self._filled = min(self._filled + len(batch), w)
         if self._images % self._check_every == 0:
             self._window_tests(out)
-        return out
+        return True
 
     def _window_tests(self, out: list[Finding]) -> None:
         cfg = self.config
-        self._flush_class_totals()
         self._flush_inputs()
         if self._inputs_baseline_pending and self._images >= min(cfg.baseline_images, cfg.window):
             self._form_input_baseline()
@@ -458,28 +540,6 @@ class Monitor:
         self._channel = ChannelOrderCheck(profile, self.config, self._n_classes, words)
         logger.info("monitor: the input tests compare with %s from now on", words)
 
-    def _flush_class_totals(self) -> None:
-        """Add the class counts and score bins of the images observed since the last flush to the cumulative totals."""
-        k = self._unflushed
-        self._unflushed = 0
-        if not k:
-            return
-        w = self.config.window
-        end = self._pos
-        start = (end - k) % w
-        segments = [(start, end)] if start < end else [(start, w), (0, end)]
-        bins = self._bins
-        for a, b in segments:
-            if self._n_classes:
-                # Only rows of images with detections: the others still hold an older image's counts.
-                weights = (self._inv_detections[a:b] > 0).astype(np.float32)
-                self._class_totals += weights @ self._class_counts[a:b]
-            has = self._inv_candidates[a:b] > 0  # likewise, only rows of images with candidates
-            self._candidate_bin_totals += has.astype(np.float32) @ self._hist[a:b]
-            best = self._max[a:b][has]
-            self._best_bin_totals += np.bincount(np.minimum(best * bins, bins - 1).astype(np.intp), minlength=bins)
-            self._best_sum += float(best.sum(dtype=np.float64))
-
     def _irregular_scores(
         self, out: list[Finding], scores: np.ndarray, labels: np.ndarray, low: float, top: float
     ) -> tuple[np.ndarray, np.ndarray]:
@@ -511,24 +571,32 @@ class Monitor:
                         f"candidate scores span [{low:.4g}, {top:.4g}], outside [0, 1]: these are not "
                         "probabilities (logits, or an output decoded with the wrong head)",
                         "error",
-                        {"min_score": low, "max_score": top},
+                        {"min_score": low, "max_score": top, "image_index": self._images},
                     )
                 )
             scores = np.clip(scores, 0.0, 1.0)
         return scores, labels
 
     # -- rate limit ----------------------------------------------------------------------------
-    def _may_fire(self, code: str) -> bool:
-        """Whether ``code`` may fire now; counts it as fired or suppressed."""
+    def _healthy_batch(self, tops: np.ndarray, n_final: np.ndarray, constant: np.ndarray, bad_labels: bool) -> bool:
+        """Whether no image of a batch can change a streak or raise a per-image finding (see _observe_batch)."""
+        if bad_labels or not n_final.all() or constant.any():
+            return False
+        repeats = np.empty(tops.size, bool)
+        repeats[0] = tops[0] == self._last_max
+        np.equal(tops[1:], tops[:-1], out=repeats[1:])
+        return not (repeats & (tops < _SATURATED)).any()
+
+    def _may_fire(self, code: str, image: int | None = None, now: float | None = None) -> bool:
+        """Whether ``code`` may fire at ``image`` and ``now`` (default: the image being checked); counts it."""
         cfg = self.config
         last = self._last_fired.get(code)
-        now = self._clock()
-        if last is not None and (
-            self._images - last[0] < cfg.rate_limit_images or now - last[1] < cfg.rate_limit_seconds
-        ):
+        image = self._images if image is None else image
+        now = self._now if now is None else now
+        if last is not None and (image - last[0] < cfg.rate_limit_images or now - last[1] < cfg.rate_limit_seconds):
             self._suppressed[code] += 1
             return False
-        self._last_fired[code] = (self._images, now)
+        self._last_fired[code] = (image, now)
         self._fired[code] += 1
         return True
 
@@ -573,7 +641,7 @@ class Monitor:
                     f"labels {bad[:10]} are outside the {self._n_classes} known classes: the class names do not "
                     "belong to this model",
                     "error",
-                    {"labels": bad[:10], "n_classes": self._n_classes},
+                    {"labels": bad[:10], "n_classes": self._n_classes, "image_index": self._images},
                 )
             )
 
@@ -616,6 +684,7 @@ class Monitor:
                         "streak": self._streak,
                         "limit": limit,
                         "reference_empty_rate": None if ref is None else ref.empty_rate,
+                        "image_index": self._images,
                         **self._advice_evidence(),
                     },
                 )
@@ -631,7 +700,12 @@ class Monitor:
                     f"every candidate of the last {self._below_run} images scored below the threshold; "
                     + self._advice(self._streak_below_images),
                     "warning",
-                    {"run": self._below_run, "limit": self.config.below_threshold_streak, **self._advice_evidence()},
+                    {
+                        "run": self._below_run,
+                        "limit": self.config.below_threshold_streak,
+                        "image_index": self._images,
+                        **self._advice_evidence(),
+                    },
                 )
             )
 
@@ -784,10 +858,13 @@ class Monitor:
 
     # -- scraping ------------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
-        """The counters and window state as plain values (for logs, health endpoints and Prometheus)."""
+        """The counters and window state as plain values (for logs, health endpoints and Prometheus).
+
+        The images not yet checked are checked first (:meth:`flush`), so a scrape counts every image.
+        """
+        self.flush()
         with self._lock:
             n = self._filled
-            self._flush_class_totals()
             maxes = self._max[:n][self._inv_candidates[:n] > 0]
             names = self.class_names or tuple(str(i) for i in range(self._n_classes))
             candidate_bins = self._candidate_bin_totals[: self._bins].astype(np.int64)
