@@ -107,6 +107,7 @@ class GridBatch:
         self._known: dict[tuple[int, ...], tuple[list[np.ndarray], tuple[int, int], tuple[int, int, int]]] = {}
         self._extent = [0] * capacity  # how far each slot holds data (the rest is zero)
         self._work: tuple[list[np.ndarray], list[np.ndarray]] | None = None
+        self._planes = np.empty((8, capacity * self._cells), np.uint8)  # a full batch's bytes, plane by plane
         self._rows = np.empty((0, 0), np.uint8)
 
     @property
@@ -166,7 +167,7 @@ class GridBatch:
         """Work planes for ``k`` images, allocated once: OpenCV then writes into them instead of allocating."""
         if self._work is None:
             shape = (self.capacity, self._cells)
-            self._work = [np.empty(shape, np.uint8) for _ in range(8)], [np.empty(shape, np.float32) for _ in range(4)]
+            self._work = [np.empty(shape, np.uint8) for _ in range(3)], [np.empty(shape, np.float32) for _ in range(4)]
             # Each cell's image (row) index, the second axis of the per-image histograms.
             self._rows = np.repeat(np.arange(self.capacity, dtype=np.uint8), self._cells).reshape(shape)
         u8, f32 = self._work
@@ -186,10 +187,11 @@ class GridBatch:
         self._sizes = []
         times_seven, classes, to_bins = _tables()
         u8, f32 = self._scratch(k)
-        left, red, green, blue, right, t1, t2, t3 = u8
-        pixels = self._words[:k].view(np.uint8).reshape(k, cells, 8)  # one image per row, 8 channels
-        for plane, channel in ((left, _LEFT_G), (red, _R), (green, _G), (blue, _B), (right, _RIGHT_G)):
-            cv2.extractChannel(pixels, channel, plane)
+        t1, t2, t3 = u8
+        # One transpose makes each of the 8 bytes of every gathered pixel a plane: one image per row.
+        pixels = self._words[:k].view(np.uint8).reshape(k * cells, 8)
+        planes = cv2.transpose(pixels, self._planes) if k == self.capacity else cv2.transpose(pixels)
+        left, red, green, blue, right = (planes[c].reshape(k, cells) for c in (_LEFT_G, _R, _G, _B, _RIGHT_G))
 
         def row_sums(plane: np.ndarray) -> np.ndarray:  # uint8 -> int32 per image: OpenCV's fast case
             return cv2.reduce(plane, 1, cv2.REDUCE_SUM, dtype=cv2.CV_32S)[:, 0].astype(np.float64)
