@@ -67,9 +67,16 @@ def assert_export_parity(
     for i in strong[np.argsort(-rs[strong])]:
         ok = (~used) & (gl == rl[i]) & (overlaps[i] >= MIN_IOU) & (np.abs(gs - rs[i]) <= SCORE_TOL)
         if not ok.any():
+            same = np.nonzero(gl == rl[i])[0]
+            nearest = (
+                f"; nearest ONNX detection of that label: IoU {overlaps[i, j]:.6f}, score {gs[j]:.6f}"
+                f"{' (already matched)' if used[j] else ''}"
+                if len(same) and (j := int(same[np.argmax(overlaps[i, same])])) >= 0
+                else "; no ONNX detection of that label"
+            )
             misses.append(
                 f"{where}: framework detection {i} (label {rl[i]}, score {rs[i]:.6f}, box {rb[i].tolist()}) has no "
-                f"ONNX match; best IoU of the same label {float(overlaps[i][gl == rl[i]].max(initial=0.0)):.6f}"
+                f"ONNX match{nearest}"
             )
             assert len(misses) <= allowed, "\n".join(misses)
             continue

@@ -91,6 +91,7 @@ CHANGES = [
     ("OpenCV next minor", _bump("packages", "opencv", "version", 1), "packages.opencv", "minor"),
     ("numpy next minor", _bump("packages", "numpy", "version", 1), "packages.numpy", "minor"),
     ("detectron2 next patch", _bump("packages", "detectron2", "version", 2), "packages.detectron2", "exact"),
+    ("onnxruntime next patch", _bump("packages", "onnxruntime", "version", 2), "packages.onnxruntime", "exact"),
     ("torch", _set("packages", "torch", "version", "2.13.0"), "packages.torch", "exact"),
     ("torchvision", _set("packages", "torchvision", "version", "0.28.0"), "packages.torchvision", "exact"),
     ("CUDA runtime", _set("facts", "torch.cuda", "value", "12.1"), "torch.cuda", "minor"),
@@ -187,6 +188,33 @@ def test_cudnn_that_cannot_be_read_without_torch_is_unverified(tmp_path: Path) -
     assert report.ok
     [u] = report.unverified
     assert (u.key, u.locked) == ("torch.cudnn", "9.1.0") and "without importing torch" in u.reason
+
+
+def test_the_onnxruntime_execution_provider_is_locked_and_checked(locked: Path, tmp_path: Path) -> None:
+    import onnxruntime
+
+    from safepredict.engines.providers import preferred_provider
+
+    lock = read_lock(locked / "safepredict.lock")
+    [fact] = [f for f in lock.environment.facts if f.key == "onnxruntime.execution_provider"]
+    assert fact.rule == "exact"
+    assert fact.value == preferred_provider(onnxruntime.get_available_providers())
+    other = "CUDAExecutionProvider" if fact.value == "CPUExecutionProvider" else "CPUExecutionProvider"
+    lock_path = edited(locked, tmp_path, _set("facts", "onnxruntime.execution_provider", "value", other))
+    deep = check_lock(lock_path, deep=True)
+    assert [(m.key, m.locked, m.found) for m in deep.mismatches] == [
+        ("onnxruntime.execution_provider", other, fact.value)
+    ], deep.describe()
+    # A plain check, in a process that never imports onnxruntime, reads it off the installed files.
+    code = (
+        "import sys, json; from safepredict.lock import check_lock; "
+        f"r = check_lock({str(lock_path)!r}); "
+        "print(json.dumps([[m.key, m.found] for m in r.mismatches]), 'onnxruntime' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    found, imported = out.stdout.rsplit(" ", 1)
+    assert imported.strip() == "False", out.stderr
+    assert json.loads(found) == [["onnxruntime.execution_provider", fact.value]]
 
 
 def edited_lock(tmp_path: Path, change: Any) -> Path:

@@ -75,6 +75,8 @@ def test_defaults_use_known_rules_and_hold_frameworks_exactly() -> None:
         assert DEFAULT_PACKAGE_RULES[name] == "minor"
     assert (DEFAULT_FACT_RULES["torch.cuda"], DEFAULT_FACT_RULES["torch.cudnn"]) == ("minor", "exact")
     assert DEFAULT_FACT_RULES["nvidia.driver"] == "driver_for_cuda"
+    # An exported model's runtime (issue 23): onnxruntime and its execution provider, exactly.
+    assert DEFAULT_PACKAGE_RULES["onnxruntime"] == DEFAULT_FACT_RULES["onnxruntime.execution_provider"] == "exact"
 
 
 def test_rules_describe_themselves_with_their_numbers() -> None:

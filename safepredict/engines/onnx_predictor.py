@@ -19,6 +19,7 @@ from typing import Any
 
 from safepredict._logging import warn
 from safepredict.contract import ResizePolicy, TrainingContract
+from safepredict.engines.providers import preferred_provider
 from safepredict.errors import EnvironmentMismatchError, InputError
 
 logger = logging.getLogger("safepredict")
@@ -44,9 +45,7 @@ def runtime_entries(providers: Sequence[str] | None = None) -> dict[str, Any]:
             providers = onnxruntime.get_available_providers()
         except ImportError:
             providers = []
-    entries["onnxruntime.execution_provider"] = (
-        "CUDAExecutionProvider" if "CUDAExecutionProvider" in providers else ("CPUExecutionProvider")
-    )
+    entries["onnxruntime.execution_provider"] = preferred_provider(providers)
     return entries
 
 

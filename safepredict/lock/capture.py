@@ -45,9 +45,13 @@ IMPORT_NAMES: dict[str, str] = {
     "opencv": "cv2",
     "numpy": "numpy",
     "pillow": "PIL",
+    "onnxruntime": "onnxruntime",
 }
 # Python distribution name -> conda package name, where they differ.
 CONDA_NAMES: dict[str, str] = {"torch": "pytorch", "opencv-python": "py-opencv", "opencv-python-headless": "py-opencv"}
+# The distributions that install onnxruntime, and the library a build with CUDA adds.
+ONNXRUNTIME_DISTRIBUTIONS = ("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino", "onnxruntime-directml")
+_ORT_CUDA_LIBRARY = r"onnxruntime/capi/(lib)?onnxruntime_providers_cuda\.(so|dll)"
 _CUDNN_DISTS = re.compile(r"^nvidia-cudnn(-cu\d+)?$")
 
 
@@ -517,6 +521,28 @@ def _mmcv_ops(p: Probe) -> Found:
     return _extension_state(p, ["mmcv", "mmcv-full", "mmcv-lite"], r"mmcv/_ext[^/]*\.(so|pyd)")
 
 
+def _onnxruntime_provider(p: Probe) -> Found:
+    """The best execution provider onnxruntime offers here (see engines.providers.preferred_provider).
+
+    Asked of onnxruntime where this process has it (or may import it); else read off the files: a
+    build with CUDA (onnxruntime-gpu) installs the CUDA provider's library beside the runtime.
+    """
+    from safepredict.engines.providers import CPU, CUDA, preferred_provider
+
+    module = p.module("onnxruntime")
+    if module is not None:
+        return Found(preferred_provider(module.get_available_providers()), "onnxruntime.get_available_providers()")
+    for name in ONNXRUNTIME_DISTRIBUTIONS:
+        dist = p.distribution(name)
+        if dist is None:
+            continue
+        cuda = [f for f in p.record_paths(dist) if re.fullmatch(_ORT_CUDA_LIBRARY, f)]
+        if cuda:
+            return Found(CUDA, f"{cuda[0]} (the CUDA provider's library)")
+        return Found(CPU, f"distribution {p.name_version(dist)[0]}: no CUDA provider library")
+    return Found(None, "onnxruntime not installed")
+
+
 _FACTS = {
     "python.version": _python_version,
     "python.implementation": _python_impl,
@@ -534,6 +560,7 @@ _FACTS = {
     "detectron2.version": _d2_version,
     "detectron2.c_extension": _d2_c,
     "mmcv.ops": _mmcv_ops,
+    "onnxruntime.execution_provider": _onnxruntime_provider,
 }
 
 # Facts recorded only when the package they describe is installed.
@@ -547,6 +574,7 @@ _FACT_NEEDS = {
     "detectron2.version": "detectron2",
     "detectron2.c_extension": "detectron2",
     "mmcv.ops": "mmcv",
+    "onnxruntime.execution_provider": "onnxruntime",
 }
 
 

@@ -41,7 +41,7 @@ import attrs
 from packaging.version import InvalidVersion, Version
 
 from safepredict.errors import LockError, LockFormatError
-from safepredict.lock.capture import Probe
+from safepredict.lock.capture import ONNXRUNTIME_DISTRIBUTIONS, Probe
 from safepredict.lock.check import LockReport, Mismatch, Unverified, consequence
 from safepredict.lock.conda import current_subdir
 from safepredict.lock.entries import _to_tuple
@@ -97,6 +97,7 @@ DISTRIBUTIONS: dict[str, tuple[str, ...]] = {
     "opencv": ("opencv-python", "opencv-python-headless", "opencv-contrib-python", "opencv-contrib-python-headless"),
     "numpy": ("numpy",),
     "pillow": ("pillow",),
+    "onnxruntime": ONNXRUNTIME_DISTRIBUTIONS,
 }
 
 

@@ -4,7 +4,8 @@ A rule is a name stored next to each entry of the lock (``rule = "minor"``), so 
 how strictly an entry is checked by editing one word in the lockfile. The defaults below are
 what a detector's numbers depend on: frameworks, torch, CUDA major.minor and cuDNN exactly;
 numpy, OpenCV and Pillow within a minor release; the NVIDIA driver at least the one the
-locked CUDA runtime needs.
+locked CUDA runtime needs; onnxruntime and the execution provider it runs an exported model on
+exactly.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ DEFAULT_PACKAGE_RULES: dict[str, str] = {
     "opencv": "minor",
     "numpy": "minor",
     "pillow": "minor",
+    # An exported model's runtime: its kernels decide the numbers as torch's do.
+    "onnxruntime": "exact",
 }
 # A package the user names with --package is held exactly: they named it because it matters.
 USER_PACKAGE_RULE = "exact"
@@ -68,6 +71,7 @@ DEFAULT_FACT_RULES: dict[str, str] = {
     "detectron2.version": "exact",
     "detectron2.c_extension": "exact",
     "mmcv.ops": "exact",
+    "onnxruntime.execution_provider": "exact",
 }
 
 # Lowest Linux driver that runs any CUDA runtime of a major release (CUDA minor-version
