@@ -193,3 +193,79 @@ def test_detectron2_s_own_tracing_export_is_verified(d2_fixture, predictor, tmp_
     named = _stage(report, "input tensor")
     assert not report.ok and any("fixed at export" in d for d in named.departures), report.describe()
     print(report.describe())
+
+
+def _as_mmdeploy_layout(traced, out):
+    """Detectron2's traced graph with its outputs laid out as MMDeploy's detectors write them:
+    ``dets`` (1, N, 5) float (x1, y1, x2, y2, score) and ``labels`` (1, N) int64, nothing else.
+
+    MMDeploy itself (unmaintained since 2024, broken on torch's current exporter) cannot run here;
+    the network is the fixture's, the layout MMDeploy's (its ``End2EndModel`` output contract).
+    """
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    model = onnx.load(str(traced))
+    session = ort.InferenceSession(str(traced), providers=["CPUExecutionProvider"])
+    feed = {
+        i.name: np.zeros([d if isinstance(d, int) else 32 for d in i.shape], np.uint8) for i in session.get_inputs()
+    }
+    values = dict(zip([o.name for o in session.get_outputs()], session.run(None, feed), strict=True))
+    boxes = next(n for n, v in values.items() if v.ndim == 2 and v.shape[1] == 4)
+    scores = next(n for n, v in values.items() if v.ndim == 1 and v.dtype.kind == "f")
+    labels = next(n for n, v in values.items() if v.ndim == 1 and v.dtype.kind == "i")
+    graph = model.graph
+    graph.initializer.extend(
+        [
+            helper.make_tensor("axis0", TensorProto.INT64, [1], [0]),
+            helper.make_tensor("axis1", TensorProto.INT64, [1], [1]),
+        ]
+    )
+    graph.node.extend(
+        [
+            helper.make_node("Unsqueeze", [scores, "axis1"], ["score_column"]),
+            helper.make_node("Concat", [boxes, "score_column"], ["dets_2d"], axis=1),
+            helper.make_node("Unsqueeze", ["dets_2d", "axis0"], ["dets"]),
+            helper.make_node("Unsqueeze", [labels, "axis0"], ["labels"]),
+        ]
+    )
+    del graph.output[:]
+    graph.output.extend(
+        [
+            helper.make_tensor_value_info("dets", TensorProto.FLOAT, [1, None, 5]),
+            helper.make_tensor_value_info("labels", TensorProto.INT64, [1, None]),
+        ]
+    )
+    onnx.checker.check_model(model)
+    onnx.save(model, str(out))
+    return out
+
+
+def test_an_export_in_mmdeploy_s_dets_layout_is_verified(d2_fixture, predictor, tmp_path):
+    import collections
+
+    import cv2
+
+    from safepredict.engines.ops import shortest_edge_size
+
+    contract = predictor.contract
+    by_size = collections.defaultdict(list)
+    for path in d2_fixture.dataset.val_images:
+        by_size[cv2.imread(str(path)).shape[:2]].append(path)
+    size, same = max(by_size.items(), key=lambda kv: len(kv[1]))
+    resized = shortest_edge_size(*size, contract.resize.min_size[0], contract.resize.max_size)
+    traced = _trace_with_detectron2(d2_fixture, *resized, tmp_path / "traced.onnx")
+    dets = _as_mmdeploy_layout(traced, tmp_path / "end2end.onnx")
+    declared = {"color": contract.input_format}
+    report = verify_export(dets, d2_fixture.checkpoint, same, preprocessing=declared, predictor=predictor)
+    assert report.ok, report.describe()
+    final = _stage(report, "final detections")
+    assert final.measured["compared"] > 0, report.describe()
+    # The same graph told another score threshold than the training one: the threshold is named.
+    other = {**declared, "score_threshold": round(predictor.score_threshold + 0.2, 3)}
+    report = verify_export(dets, d2_fixture.checkpoint, same, preprocessing=other, predictor=predictor)
+    assert not report.ok and any("threshold" in d for d in _stage(report, "final detections").departures), (
+        report.describe()
+    )

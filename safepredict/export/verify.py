@@ -255,10 +255,14 @@ def detection_outputs(outputs: Sequence[np.ndarray]) -> tuple[np.ndarray, np.nda
     """``(boxes, scores, labels)`` of a graph that outputs detections, or None.
 
     Layouts: boxes ``(N, 4)`` with scores ``(N,)`` float and labels ``(N,)`` integer (Detectron2's
-    tracing export); ``dets (N, 5)`` (boxes and score) with labels (MMDeploy); a leading batch of 1
-    is dropped.
+    tracing export); ``dets (N, 5)`` (boxes and score) with labels (MMDeploy). A batch of 1 is
+    dropped: boxes ``(1, N, 4|5)`` say the graph is batched, and then its labels and scores are
+    ``(1, N)`` (MMDeploy's ``dets (1, N, 5)``, ``labels (1, N)``).
     """
-    arrays = [np.asarray(o)[0] if np.ndim(o) == 3 and np.shape(o)[0] == 1 else np.asarray(o) for o in outputs]
+    batched = any(np.ndim(o) == 3 and np.shape(o)[0] == 1 for o in outputs)
+    arrays = [
+        np.asarray(o)[0] if batched and np.ndim(o) >= 2 and np.shape(o)[0] == 1 else np.asarray(o) for o in outputs
+    ]
     boxes = next((a for a in arrays if a.ndim == 2 and a.shape[1] in (4, 5) and a.dtype.kind == "f"), None)
     if boxes is None:
         return None
