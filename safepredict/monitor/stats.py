@@ -107,6 +107,7 @@ class GridBatch:
         self._known: dict[tuple[int, ...], tuple[list[np.ndarray], tuple[int, int], tuple[int, int, int]]] = {}
         self._extent = [0] * capacity  # how far each slot holds data (the rest is zero)
         self._work: tuple[list[np.ndarray], list[np.ndarray]] | None = None
+        self._work16: np.ndarray | None = None
         self._planes = np.empty((8, capacity * self._cells), np.uint8)  # a full batch's bytes, plane by plane
         self._rows = np.empty((0, 0), np.uint8)
 
@@ -173,6 +174,12 @@ class GridBatch:
         u8, f32 = self._work
         return [a[:k] for a in u8], [a[:k] for a in f32]
 
+    def _scratch16(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Two 16-bit work planes for ``k`` images, allocated once."""
+        if self._work16 is None:
+            self._work16 = np.empty((2, self.capacity, self._cells), np.int16)
+        return self._work16[0, :k], self._work16[1, :k]
+
     def compute(self) -> np.ndarray:
         """The statistics vectors of the images gathered since the last call, one row each; empties the batch."""
         import cv2 as _cv2  # a dependency; imported here so that importing the monitor stays light
@@ -211,12 +218,12 @@ class GridBatch:
         hist = cv2.calcHist([code, self._rows[:k]], [0, 1], None, [_CLASSES**2, k], [0, _CLASSES**2, 0, k])
         bins = hist.T.astype(np.float64) @ to_bins  # (k, 25 bins + gray)
         g, lum, f1, f2 = f32
+        s1, s2 = self._scratch16(k)
+        # |left + right - 2 green| in int16 and summed as integers: exact, as the float32 pass was.
+        cv2.add(left, right, s1, dtype=cv2.CV_16S)
+        cv2.add(green, green, s2, dtype=cv2.CV_16S)
+        noise_sum = cv2.absdiff(s1, s2, s1).sum(axis=1, dtype=np.int64).astype(np.float64)
         np.copyto(g, green)
-        np.copyto(f1, left)
-        np.copyto(f2, right)
-        cv2.add(f1, f2, f1)
-        cv2.add(g, g, f2)
-        noise_sum = row_sums_f(cv2.absdiff(f1, f2, f1))
         np.copyto(f1, red)
         np.copyto(f2, blue)
         cv2.scaleAdd(f2, _LUMA[2], cv2.addWeighted(f1, _LUMA[0], g, _LUMA[1], 0.0, lum), lum)
