@@ -45,15 +45,31 @@ class Matched:
 
 
 def assert_export_parity(
-    ref: Any, got: Any, threshold: float, where: str = "", box_atol: float = 0.0, allowed: int = 0
+    ref: Any,
+    got: Any,
+    threshold: float,
+    where: str = "",
+    box_atol: float = 0.0,
+    allowed: int = 0,
+    exact: Any = None,
+    explained: list[str] | None = None,
 ) -> Matched:
     """Assert the issue's parity between ``ref`` (the framework's evaluation) and ``got`` (ONNX).
 
     ``box_atol`` > 0 also accepts two boxes whose corners differ by at most that many pixels: for
     the candidates far below the threshold, where sub-pixel boxes make the IoU ill-conditioned.
     ``allowed``: how many detections of either side may go unmatched (candidates only).
+
+    ``exact``: the same network in float64 (:func:`float64_detections`), for a model whose own
+    float32 error is near the tolerance (the zoo models' random weights): a framework detection
+    whose ONNX twin (same label, IoU >= 0.999) scores more than 1e-4 away from it is accepted when
+    the float64 run has that detection too and the ONNX score is within 1e-4 of the float64 one
+    and no further from it than the framework's float32 score is: the export is then as close to
+    exact arithmetic as the framework itself, and closer. Each such match is described in
+    ``explained``.
     """
     misses: list[str] = []
+    eb, es, el = (np.asarray(exact.boxes), np.asarray(exact.scores), np.asarray(exact.labels)) if exact else (None,) * 3
     cut = threshold + MARGIN
     rb, rs, rl = np.asarray(ref.boxes), np.asarray(ref.scores), np.asarray(ref.labels)
     gb, gs, gl = np.asarray(got.boxes), np.asarray(got.scores), np.asarray(got.labels)
@@ -66,6 +82,12 @@ def assert_export_parity(
     strong = np.nonzero(rs > cut)[0]
     for i in strong[np.argsort(-rs[strong])]:
         ok = (~used) & (gl == rl[i]) & (overlaps[i] >= MIN_IOU) & (np.abs(gs - rs[i]) <= SCORE_TOL)
+        if not ok.any() and eb is not None and len(eb):
+            why = _closer_to_exact(rb[i], rs[i], rl[i], gb, gs, gl, ~used, eb, es, el)
+            if why is not None:
+                ok[why[0]] = True
+                if explained is not None:
+                    explained.append(f"{where}: framework detection {i} (label {rl[i]}): {why[1]}")
         if not ok.any():
             same = np.nonzero(gl == rl[i])[0]
             nearest = (
@@ -87,12 +109,57 @@ def assert_export_parity(
     extra = np.nonzero((gs > cut) & ~used)[0]
     for j in extra:
         # An ONNX detection above the cut must be one the framework has too (its twin scored at or
-        # below the cut by less than the score tolerance is fine).
+        # below the cut by less than the score tolerance is fine; or, with ``exact``, by more, where
+        # the ONNX score is the closer one to the float64 run's).
         near = (rl == gl[j]) & (overlaps[:, j] >= MIN_IOU) & (np.abs(rs - gs[j]) <= SCORE_TOL)
+        if not near.any() and eb is not None and len(eb):
+            twins = np.nonzero((rl == gl[j]) & (overlaps[:, j] >= MIN_IOU))[0]
+            for i in twins:
+                why = _closer_to_exact(
+                    rb[i], rs[i], rl[i], gb[j : j + 1], gs[j : j + 1], gl[j : j + 1], None, eb, es, el
+                )
+                if why is not None:
+                    near[i] = True
+                    if explained is not None:
+                        explained.append(f"{where}: ONNX detection {j} (label {gl[j]}): {why[1]}")
+                    break
         if not near.any():
             misses.append(f"{where}: extra ONNX detection {j} (label {gl[j]}, score {gs[j]:.6f}) above {cut:.4f}")
             assert len(misses) <= allowed, "\n".join(misses)
     return Matched(n=len(strong), min_iou=worst_iou, max_score_diff=worst_score)
+
+
+def _closer_to_exact(
+    box: np.ndarray,
+    score: float,
+    label: int,
+    gb: np.ndarray,
+    gs: np.ndarray,
+    gl: np.ndarray,
+    free: np.ndarray | None,
+    eb: np.ndarray,
+    es: np.ndarray,
+    el: np.ndarray,
+) -> tuple[int, str] | None:
+    """(index into gb, words) of an ONNX detection matching ``box`` that is as close to the float64 run as allowed."""
+    same = np.nonzero(el == label)[0]
+    if not len(same):
+        return None
+    e = same[np.argmax(iou(box[None], eb[same])[0])]
+    if iou(box[None], eb[e : e + 1])[0, 0] < MIN_IOU:
+        return None
+    framework_error = abs(float(score) - float(es[e]))
+    candidates = (gl == label) & (iou(box[None], gb)[0] >= MIN_IOU)
+    if free is not None:
+        candidates &= free
+    for j in np.nonzero(candidates)[0]:
+        onnx_error = abs(float(gs[j]) - float(es[e]))
+        if onnx_error <= SCORE_TOL and onnx_error <= framework_error:
+            return int(j), (
+                f"ONNX {gs[j]:.6f}, framework {score:.6f}, float64 {es[e]:.6f}: the framework's float32 is "
+                f"{framework_error:.2e} from float64, ONNX {onnx_error:.2e}"
+            )
+    return None
 
 
 def assert_candidates_parity(ref: Any, got: Any, where: str = "") -> Matched:

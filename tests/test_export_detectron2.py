@@ -34,6 +34,43 @@ def _zoo_faster_rcnn():
     return _load(out, images)
 
 
+def _float64_run(predictor, onnx):
+    """``run(image) -> Detections``: the exported network (backbone, FPN, RPN head, box head) in float64
+    torch, with the ONNX side's own pre- and post-processing around it: what the export would give in
+    exact arithmetic. Used only to explain a score difference above 1e-4 (``assert_export_parity``)."""
+    import copy
+
+    import torch
+
+    from safepredict.engines import onnxruntime as engine
+    from safepredict.frameworks.detectron2.export import build
+
+    dense, roi, recipe = build(predictor.model, predictor.applied_contract, predictor)
+    dense = copy.deepcopy(dense).double()
+    roi = copy.deepcopy(roi).double() if roi is not None else None  # RetinaNet: one graph
+    names = list(recipe["outputs"])
+    ort = onnx._adapter
+
+    def roi_forward(features, boxes):
+        with torch.no_grad():
+            arrays = [torch.from_numpy(np.asarray(a, np.float64)) for a in (*features, *boxes)]
+            scores, deltas = roi(*arrays)
+        return scores.numpy(), deltas.numpy()
+
+    def run(path):
+        prepared = engine.prepare(ort.read(path), ort.spec, ort.mean, ort.std, ort.pad_value)
+        with torch.no_grad():
+            values = dense(torch.from_numpy(prepared.tensor).double())
+        outputs = {n: v.numpy() for n, v in zip(names, values, strict=True)}
+        if "rpn" in recipe:
+            found = engine.d2_two_stage(outputs, recipe, prepared.resized, ort._floor, roi_forward)
+        else:
+            found = engine.d2_dense(outputs, recipe, prepared.resized, ort._floor)
+        return Detections(*engine.d2_to_image(*found, prepared.resized, prepared.original))
+
+    return run
+
+
 def _as_detections(instances) -> Detections:
     return Detections(instances.pred_boxes.tensor.numpy(), instances.scores.numpy(), instances.pred_classes.numpy())
 
@@ -154,14 +191,23 @@ def test_zoo_parity_with_detectron2_evaluation(family, tmp_path):
     path = predictor.export(tmp_path / f"{family}.onnx")
     onnx = SafePredictor.from_onnx(path, monitor=False)
     _, run = d2_reference_yacs(zoo.config, zoo.checkpoint)
+    exact = _float64_run(predictor, onnx)
     images = [*zoo.images, *sized_images(zoo.images, tmp_path / "sized", SHAPES[:3])]
-    counts, below = [], []
+    counts, below, explained = [], [], []
     for image in images:
         ref = _as_detections(run(image))
         # The random zoo weights give some sub-pixel boxes, where an IoU of 0.999 asks for corners
-        # within 1e-6 px: those are matched by corner distance (1e-3 px) instead.
+        # within 1e-6 px: those are matched by corner distance (1e-3 px) instead. They also make the
+        # network's own float32 error reach 1e-4 in a score (the framework's float32 against float64):
+        # there the ONNX score must be within 1e-4 of the float64 run and no further than the framework's.
         matched = assert_export_parity(
-            ref, onnx.predict(image), zoo.score_threshold, where=f"{family} {image.name}", box_atol=1e-3
+            ref,
+            onnx.predict(image),
+            zoo.score_threshold,
+            where=f"{family} {image.name}",
+            box_atol=1e-3,
+            exact=exact(image),
+            explained=explained,
         )
         counts.append(matched.n)
         # A zoo threshold sits between two scores near the top (it keeps 25 detections an image):
@@ -172,6 +218,9 @@ def test_zoo_parity_with_detectron2_evaluation(family, tmp_path):
         )
         below.append(candidates.n)
     print(f"{family}: above the threshold + 0.01 per image: {counts}; candidates compared: {below}")
+    print(f"{family}: {len(explained)} matched by the float64 run", *explained, sep="\n  ")
+    # An explanation is the exception: a systematic difference would leave most detections unexplained.
+    assert len(explained) <= max(1, sum(counts) // 20), explained
     assert sum(below) > 0, "nothing to compare above the candidate floor"
 
 
