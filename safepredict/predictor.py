@@ -14,194 +14,24 @@ the user's inference settings and training:
 
 from __future__ import annotations
 
-import copy
-import importlib
 import logging
 import os
-import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import attrs
 import numpy as np
 
-from safepredict import bundle as _bundle
-from safepredict._logging import warn
-from safepredict.contract import TTA_FIELDS, Discrepancy, TrainingContract, single_pass_difference
+from safepredict.contract import TrainingContract
 from safepredict.detections import Detections
+from safepredict.engines.parts import Parts
 from safepredict.errors import InputError, UnsupportedOutputError
-from safepredict.frameworks.artifact import TrainingArtifact, discover
-from safepredict.frameworks.base import Adapter, RawResult
+from safepredict.frameworks.base import RawResult
 from safepredict.images import LoadedImage, as_path, check_color, from_array
 
 logger = logging.getLogger("safepredict")
 
 __all__ = ["SafePredictor"]
-
-# Contract fields whose user value is honoured (post-processing); everything else follows training.
-_HONOURED = {"score_threshold", "nms_iou", "max_detections"}
-
-
-def _clone(cfg: Any) -> Any:
-    if hasattr(cfg, "clone"):
-        return cfg.clone()
-    return copy.deepcopy(cfg)
-
-
-def _effective_config(
-    artifact: TrainingArtifact, overrides: Mapping[str, Any] | None
-) -> tuple[Any, TrainingContract, tuple[Discrepancy, ...]]:
-    """The training config with the user's honoured post-processing values and explicit overrides."""
-    training = artifact.training_contract
-    apply = importlib.import_module(f"safepredict.frameworks.{artifact.framework}.adapter").apply_setting
-    cfg = _clone(artifact.training_cfg)
-    applied = training
-    single_pass = single_pass_difference(training, "SafePredictor")
-    for d in artifact.discrepancies:
-        if d.category == "internal":
-            warn(f"training config trap: {d.describe()}", code="contract.trap", key=d.key)
-            continue
-        if d.key in TTA_FIELDS:
-            # No predictor augments: an augmenting training evaluation is named once, below; an
-            # inference config that augments where training did not is named here.
-            if single_pass is None:
-                warn(f"test-time augmentation: {d.describe()}", code="contract.tta", key=d.key)
-            continue
-        if overrides and d.key in overrides:
-            continue  # reported below, as an override
-        if d.key in _HONOURED:
-            apply(cfg, training, d.key, d.inference)
-            applied = applied.with_overrides({d.key: d.inference}, source=d.inference_source or "inference config")
-            warn(
-                f"{d.key}: using your inference value {d.inference!r} ({d.inference_source}), training used "
-                f"{d.training!r} ({training.key(d.key)}): detections will differ from training-time evaluation",
-                code="contract.postprocessing",
-                key=d.key,
-                training=d.training,
-                inference=d.inference,
-            )
-        else:
-            warn(
-                f"{d.key}: ignoring {d.inference!r} from {d.inference_source}; the model was trained with "
-                f"{d.training!r} ({training.key(d.key)}) and safepredict uses the training value. {d.fix}",
-                code="contract.ignored",
-                key=d.key,
-                training=d.training,
-                inference=d.inference,
-            )
-    for d in artifact.config_differences:
-        if d.category == "other":
-            logger.info("config key %s differs from training (%r -> %r): %s", d.key, d.training, d.inference, d.fix)
-            continue
-        warn(
-            f"{d.key}: ignoring {d.inference!r} from {d.inference_source}; the model is built from the training "
-            f"config, which has {d.training!r} ({d.category}, a key outside the contract). {d.fix}",
-            code="contract.config_key",
-            key=d.key,
-            training=d.training,
-            inference=d.inference,
-        )
-    for field, value in (overrides or {}).items():
-        key = training.key(field)
-        if field != "resize" and field not in training.keys:
-            # A setting fixed in the framework's code (Detectron2's pad value, its backbone's
-            # size divisibility): writing a key nobody reads would be a silent no-op.
-            raise InputError(
-                f"cannot override {field!r}: no config key sets it in this model "
-                f"({training.notes.get(field, 'fixed by the framework')})",
-                found=field,
-                fix="override one of: " + ", ".join(sorted(training.keys)),
-            )
-        try:
-            apply(cfg, training, field, value)
-        except (KeyError, IndexError, TypeError, ValueError) as exc:
-            raise InputError(
-                f"cannot override {field!r}: the training config has no settable key {key!r} ({exc})",
-                found=field,
-                fix="override one of: " + ", ".join(sorted(training.keys)),
-            ) from exc
-        applied = applied.with_overrides({field: value})
-        logger.warning(
-            "override %s=%r (training: %r, key %s): a deliberate change from training",
-            field,
-            value,
-            training.value(field),
-            key,
-            extra={"safepredict_code": "contract.override", "safepredict_key": field},
-        )
-    discrepancies = artifact.discrepancies
-    if single_pass is not None:
-        warn(f"test-time augmentation: {single_pass.describe()}", code="contract.tta", key=single_pass.key)
-        discrepancies += (single_pass,)
-    return cfg, applied, discrepancies
-
-
-def _make_adapter(
-    artifact: TrainingArtifact, cfg: Any, device: str, strict: bool, class_names: tuple[str, ...] | None
-) -> Adapter:
-    module = importlib.import_module(f"safepredict.frameworks.{artifact.framework}.adapter")
-    adapter_class: type[Adapter] = module.adapter_class(cfg)
-    return adapter_class(
-        cfg,
-        artifact.checkpoint,
-        device=device,
-        strict=strict,
-        class_names=class_names,
-        checkpoint_state=artifact.checkpoint_data,
-    )
-
-
-_DEVICE = re.compile(r"^(cpu|cuda(:\d+)?|mps)$")
-
-
-def _check_device(device: str) -> str:
-    """``device`` if this machine has it, else a typed error saying what it has."""
-    if not isinstance(device, str) or not _DEVICE.match(device):
-        raise InputError(
-            f"invalid device {device!r}",
-            expected="'cpu', 'cuda', 'cuda:N' or 'mps'",
-            found=device,
-            fix="pass device='cpu' or device='cuda:0'",
-        )
-    if device.startswith("cuda"):
-        import torch
-
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        index = int(device.partition(":")[2] or 0)
-        if index >= count:
-            raise InputError(
-                f"device {device!r} is not available here: torch sees {count} CUDA device(s)"
-                + ("" if torch.version.cuda else f" (torch {torch.__version__} is a CPU-only build)"),
-                expected=device,
-                found=f"{count} CUDA device(s)",
-                fix="pass device='cpu', or run where the GPU and a CUDA build of torch are",
-            )
-    if device == "mps":
-        import torch
-
-        if not torch.backends.mps.is_available():
-            raise InputError("device 'mps' is not available here", found=device, fix="pass device='cpu'")
-    return device
-
-
-def _check_lock(lock: str | os.PathLike[str], weights: Path, config: Any, policy: str) -> tuple[bool, Any]:
-    """Check the environment lock before any model file is deserialised: (whether it pins ``config``, the report).
-
-    A weights or config file whose sha256 differs from the lock is refused (IntegrityError)
-    whatever ``policy`` says; versions and hardware follow ``policy`` (warn or error).
-    """
-    from safepredict.lock import check_lock, enforce, read_lock, refuse_changed_files
-
-    report = check_lock(lock, weights=weights, config=config)
-    refuse_changed_files(report, lock)
-    enforce(report, policy)
-    from safepredict.lock.external import detect_format
-
-    if config is None or detect_format(lock) != "safepredict":
-        return False, report  # conda lockfiles pin packages, never model files
-    pinned = [e for e in read_lock(lock).environment.files if e.role == "config" and e.rule != "record"]
-    return bool(pinned), report
 
 
 class SafePredictor:
@@ -259,91 +89,44 @@ class SafePredictor:
         bundle: bool = True,
         auto_reference: bool = True,
     ) -> None:
-        if on_env_mismatch not in ("warn", "error"):
-            raise InputError(f"on_env_mismatch must be 'warn' or 'error', got {on_env_mismatch!r}")
-        # What a worker process needs to build the same predictor (predict_many).
-        self._init_kwargs: dict[str, Any] = {
-            "cfg": cfg,
-            "checkpoint": checkpoint,
-            "training_config": training_config,
-            "overrides": dict(overrides) if overrides else None,
-            "strict": strict,
-            "class_names": tuple(class_names) if class_names is not None else None,
-            "device": device,
-            "trust": trust,
-            "bundle": bundle,
-        }
-        if checkpoint is None:
-            weights = getattr(getattr(cfg, "MODEL", None), "WEIGHTS", None)
-            if not weights:
-                raise InputError(
-                    "no checkpoint: pass a Detectron2 cfg with MODEL.WEIGHTS set, or checkpoint=...",
-                    fix="cfg.MODEL.WEIGHTS = 'output/model_final.pth', or SafePredictor.from_checkpoint(path)",
-                )
-            checkpoint = weights
-        checkpoint = Path(checkpoint)
-        if not checkpoint.is_file():
-            raise InputError(f"checkpoint not found: {checkpoint}", found=str(checkpoint), fix="check the path")
-        if device is None:
-            device = str(getattr(getattr(cfg, "MODEL", None), "DEVICE", "") or "cpu")
+        from safepredict.frameworks.build import framework_parts
 
-        self.device = _check_device(device)
-        # The start-up lock check's LockReport (None without a lock): the Prometheus metrics export it.
-        self.lock_report: Any = None
-        found = _bundle.find(checkpoint) if bundle else None
-        if found is not None and not found.is_empty():
-            if lock is None and found.lock is not None:
-                lock = found.lock
-                logger.info("using the lock beside the checkpoint: %s", lock)
-            if reference is None and monitor and found.profile is not None:
-                reference = found.profile
-                logger.info("using the reference profile beside the checkpoint: %s", reference)
-            if class_names is None and found.classes is not None:
-                class_names = found.class_names()
-                logger.info("using the class names beside the checkpoint: %s", found.classes)
-
-        if lock is not None:
-            config_file = training_config if isinstance(training_config, (str, os.PathLike)) else None
-            if config_file is None and (checkpoint.parent / "config.yaml").is_file():
-                config_file = checkpoint.parent / "config.yaml"
-            pins_config, self.lock_report = _check_lock(lock, checkpoint, config_file, on_env_mismatch)
-            if pins_config and not trust:
-                # The lock pins this very config file's content: the user validated it, so it is trusted.
-                logger.info("trusted: %s matches the sha256 pinned in lock %s", config_file, lock)
-                trust = True
-
-        self.artifact = discover(
-            checkpoint,
-            config=cfg,
+        parts = framework_parts(
+            cfg,
+            checkpoint=checkpoint,
             training_config=training_config,
-            overrides=dict(overrides) if overrides else None,
+            overrides=overrides,
+            lock=lock,
+            on_env_mismatch=on_env_mismatch,
+            monitor=monitor,
+            reference=reference,
+            strict=strict,
+            class_names=class_names,
+            device=device,
             trust=trust,
+            bundle=bundle,
+            auto_reference=auto_reference,
         )
-        self.cfg, self.applied_contract, self.discrepancies = _effective_config(self.artifact, overrides)
-        names = tuple(class_names) if class_names is not None else self.artifact.training_contract.class_names
+        self._setup(parts, monitor=monitor, replay=replay)
 
-        self._adapter = _make_adapter(self.artifact, self.cfg, device, strict, names)
-        # After the strict fit check: a checkpoint for another class count is named as such first.
-        expected_classes = self.artifact.training_contract.num_classes
-        if names is not None and class_names is not None and expected_classes and len(names) != expected_classes:
-            raise InputError(
-                f"class_names has {len(names)} names but the model was trained with {expected_classes} classes",
-                expected=expected_classes,
-                found=len(names),
-                fix=f"pass the {expected_classes} names in training order",
-            )
-        # The weights live in the model now; holding the file's content too would double the memory.
-        self.artifact = attrs.evolve(self.artifact, checkpoint_data=None)
-        if self._adapter.class_names is None:
-            warn(
-                f"the training artifact of {checkpoint} records no class names: labels are indices "
-                "(safepredict does not fall back to COCO names); pass class_names=[...]",
-                code="contract.no_class_names",
-            )
-        self.class_names = self._adapter.class_names
+    def _setup(self, parts: Parts, *, monitor: bool, replay: bool = False) -> None:
+        """Assemble this predictor from an engine builder's parts: the contract, the engine, the monitor."""
+        self.device = parts.device
+        # The start-up lock check's LockReport (None without a lock): the Prometheus metrics export it.
+        self.lock_report = parts.lock_report
+        self.artifact = parts.artifact
+        self.cfg = parts.cfg
+        self.applied_contract = parts.applied_contract
+        self.discrepancies = parts.discrepancies
+        self._adapter = parts.engine
+        self.class_names = parts.engine.class_names
+        # What a worker process needs to build the same predictor (predict_many).
+        self._init_kwargs: dict[str, Any] = dict(parts.rebuild)
+        self._lock_path = parts.lock_path
+        # Run-time entries that differ from those an exported model recorded (empty for a checkpoint).
+        self.runtime_differences = list(parts.runtime_differences)
         self._check_progress()
-        self.monitor = self._make_monitor(reference, auto_reference) if monitor else None
-        self._lock_path = Path(lock) if lock is not None else None
+        self.monitor = self._make_monitor(parts.reference, parts.automatic_reference) if monitor else None
         # The golden replay's report (drift is also logged as monitor.replay_drift), or None.
         self.replay_report = self.replay() if replay else None
 
@@ -369,9 +152,12 @@ class SafePredictor:
         metadata (docs/deploying.md). Keywords: ``monitor``, ``reference``, ``class_names``,
         ``providers`` (onnxruntime execution providers), ``threads``, ``on_env_mismatch``, ``lock``.
         """
-        from safepredict.engines.onnx_predictor import build
+        from safepredict.engines.onnx_predictor import onnx_parts
 
-        return build(cls, path, **kwargs)
+        monitor = kwargs.pop("monitor", True)
+        predictor = cls.__new__(cls)
+        predictor._setup(onnx_parts(path, monitor=monitor, **kwargs), monitor=monitor)
+        return predictor
 
     def export(self, path: str | os.PathLike[str], **kwargs: Any) -> Path:
         """Write this model as ONNX with its training contract in the metadata (docs/deploying.md)."""
@@ -487,30 +273,8 @@ class SafePredictor:
         :meth:`predict` gives for that image (same code, same threads per forward), and this
         predictor's monitor sees every image. ``workers=0`` runs here, decoding overlapped.
         """
-        from safepredict.workers import WorkerPlan, chunks, cores, default_plan, run_chunk, run_in_workers
-
         check_color(color)
-        if "onnx" in self._init_kwargs:  # onnxruntime uses its own intra-op threads
-            yield from self.iter_predict(images, color)
-            return
-        sized = len(images) if hasattr(images, "__len__") else None  # type: ignore[arg-type]
-        plan = default_plan(self.device, sized) if workers is None else WorkerPlan(workers=workers, threads=threads)
-        items = ((image, color) for image in images)
-        want_image = self.monitor is not None
-        if plan.workers == 0:
-            import torch
-
-            # Decoding on a second thread pays where the model leaves a core free (a GPU, one thread).
-            overlap = self.device.startswith("cuda") or torch.get_num_threads() < cores()
-            results: Iterable[Any] = (
-                result
-                for chunk in chunks(items, chunk_size)
-                for result in run_chunk(self, chunk, want_image, overlap=overlap)
-            )
-        else:
-            kwargs = dict(self._init_kwargs)
-            kwargs["checkpoint"] = self.artifact.checkpoint
-            results = run_in_workers(self, kwargs, items, plan, want_image=want_image, chunk_size=chunk_size)
+        results = self._adapter.run_many(self, images, color, workers=workers, threads=threads, chunk_size=chunk_size)
         for rgb, candidates, final in results:
             if self.monitor is not None:
                 self.monitor.observe(rgb, candidates)
@@ -540,15 +304,13 @@ class SafePredictor:
         if hint is not None:
             hint.emit()
 
-    def _make_monitor(self, reference: Any, auto_reference: bool = False) -> Any:
+    def _make_monitor(self, reference: Any, automatic: Callable[[Any], Any] | None = None) -> Any:
         from safepredict.monitor import Monitor, ReferenceProfile
 
         if reference is not None and not isinstance(reference, ReferenceProfile):
             reference = ReferenceProfile.load(reference)
-        if reference is None and auto_reference:
-            from safepredict.autoref import automatic_reference
-
-            reference = automatic_reference(self)  # cached, or built once from the validation set; or None
+        if reference is None and automatic is not None:
+            reference = automatic(self)  # the engine's: cached, or built once from the validation set; or None
         return Monitor(
             reference=reference,
             score_threshold=self.monitor_threshold,

@@ -1,8 +1,10 @@
 """The engine seam: the ONNX Runtime engine and the predictor's helpers import one way only.
 
 The onnxruntime engine (``safepredict.engines``) imports neither torch nor a framework at module
-level, and the helpers the predictor calls (``workers``, ``autoref``, ``bundle``) are handed the predictor (or
-its class) instead of importing it back: no import circle runs through them.
+level; the predictor assembles itself from the parts an engine's builder hands over
+(``frameworks.build.framework_parts``, ``engines.onnx_predictor.onnx_parts``) and imports none of
+the framework path's helpers (``workers``, ``autoref``, ``bundle``, the lock check), which are handed
+the predictor (or its class) instead of importing it back: no import circle runs through them.
 """
 
 from __future__ import annotations
@@ -32,6 +34,34 @@ def _imports(path: Path, *, top_level_only: bool = False) -> set[str]:
 def test_the_predictors_helpers_do_not_import_it_back(helper):
     imports = _imports(PACKAGE / helper)
     assert not {m for m in imports if m.startswith("safepredict.predictor")}, sorted(imports)
+
+
+def test_the_predictor_imports_no_engine_s_helpers():
+    """The seam: each engine's builder brings its helpers (the framework path: bundle, lock check,
+    automatic reference, worker processes); the predictor only assembles the parts."""
+    imports = _imports(PACKAGE / "predictor.py")
+    helpers = ("safepredict.workers", "safepredict.autoref", "safepredict.bundle", "safepredict.lock")
+    assert not {m for m in imports if m.startswith(helpers)}, sorted(imports)
+    assert {"safepredict.frameworks.build.framework_parts", "safepredict.engines.onnx_predictor.onnx_parts"} <= imports
+
+
+def test_both_builders_hand_over_the_same_parts(d2_fixture, tmp_path):
+    from safepredict.engines.onnx_predictor import onnx_parts
+    from safepredict.engines.parts import Parts
+    from safepredict.frameworks.build import framework_parts
+
+    torch_parts = framework_parts(checkpoint=d2_fixture.checkpoint, device="cpu", monitor=False)
+    from safepredict import SafePredictor
+
+    predictor = SafePredictor.from_checkpoint(d2_fixture.checkpoint, monitor=False)
+    onnx = onnx_parts(predictor.export(tmp_path / "model.onnx"), monitor=False)
+    for parts in (torch_parts, onnx):
+        assert isinstance(parts, Parts)
+        assert parts.applied_contract.pixel_mean == predictor.applied_contract.pixel_mean
+        assert parts.engine.score_threshold == predictor.score_threshold
+    # The framework path brings the automatic reference only with a monitor; an export never needs one.
+    assert framework_parts(checkpoint=d2_fixture.checkpoint, device="cpu").automatic_reference is not None
+    assert torch_parts.automatic_reference is None and onnx.automatic_reference is None
 
 
 @pytest.mark.parametrize("module", sorted(p.name for p in (PACKAGE / "engines").glob("*.py")))

@@ -5,11 +5,13 @@ framework's own test-time code on PyTorch) and :class:`~safepredict.engines.onnx
 (an exported graph with safepredict's numpy steps). The predictor holds the contract, one engine
 and the monitor; it reads images through the engine (each decodes files as its framework's
 evaluation does) and gets, per image, the candidates below the threshold (for the monitor), the
-final detections and the native output.
+final detections and the native output. How a predictor gets its engine (the builders and their
+parts) is :mod:`safepredict.engines.parts`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -34,6 +36,12 @@ class Engine(Protocol):
 
     def run(self, image: LoadedImage) -> Any:
         """One image's result: ``.candidates``, ``.final`` (Detections) and ``.native``."""
+        ...
+
+    def run_many(self, predictor: Any, images: Iterable[Any], color: str, **options: Any) -> Iterator[Any]:
+        """``(image_rgb or None, candidates, final)`` of each image in order (``predict_many``): the
+        engine decides how to use the machine (worker processes for the frameworks, onnxruntime's
+        own threads)."""
         ...
 
     def describe(self) -> str: ...

@@ -1,6 +1,6 @@
 """A SafePredictor on the ONNX Runtime engine: the contract and the monitor from the file's metadata.
 
-:func:`build` fills a :class:`~safepredict.SafePredictor` whose engine is an
+:func:`onnx_parts` makes the parts of a :class:`~safepredict.SafePredictor` whose engine is an
 :class:`~safepredict.engines.onnxruntime.OnnxEngine`: the same ``predict``/``predict_candidates``,
 the same :class:`Detections`, the same monitor (with the reference profile carried in the file, or
 ``<file>.reference.json`` beside it), and a start-up check of the running environment against
@@ -19,6 +19,7 @@ from typing import Any
 
 from safepredict._logging import warn
 from safepredict.contract import ResizePolicy, TrainingContract
+from safepredict.engines.parts import Parts
 from safepredict.engines.providers import preferred_provider
 from safepredict.errors import EnvironmentMismatchError, InputError
 
@@ -113,8 +114,7 @@ def check_lock_before_loading(lock: str | os.PathLike[str], path: Path, policy: 
     return report
 
 
-def build(
-    cls: Any,
+def onnx_parts(
     path: str | os.PathLike[str],
     *,
     monitor: bool = True,
@@ -124,8 +124,8 @@ def build(
     threads: int | None = None,
     on_env_mismatch: str = "warn",
     lock: str | os.PathLike[str] | None = None,
-) -> Any:
-    """A ``cls`` (SafePredictor) instance running ``path`` on onnxruntime."""
+) -> Parts:
+    """The parts of a SafePredictor running ``path`` on onnxruntime (``SafePredictor.from_onnx``)."""
     from safepredict.engines.onnxruntime import OnnxEngine
     from safepredict.frameworks.artifact import TrainingArtifact
 
@@ -137,12 +137,8 @@ def build(
         report = check_lock_before_loading(lock, path, on_env_mismatch)
     engine = OnnxEngine(path, providers=providers, threads=threads, class_names=class_names)
     document = engine.document
-    self = cls.__new__(cls)
-    self.device = engine.device
-    self.lock_report = report  # the start-up lock check's LockReport, as SafePredictor keeps it
     training = contract_from_json(document["training_contract"])
-    self.applied_contract = contract_from_json(document["contract"])
-    self.artifact = TrainingArtifact(
+    artifact = TrainingArtifact(
         framework=document["framework"],
         checkpoint=path,
         training_contract=training,
@@ -154,14 +150,8 @@ def build(
         dataset_meta=None,
         discrepancies=(),
     )
-    self.cfg = None
-    self.discrepancies = ()
-    self._adapter = engine
-    self.class_names = engine.class_names
-    self._init_kwargs = {"onnx": str(path), "providers": providers, "threads": threads, "class_names": class_names}
-    self._lock_path = Path(lock) if lock is not None else None
-    self.runtime_differences = check_runtime(document.get("runtime"), engine, on_env_mismatch, str(path))
-    if self.class_names is None:
+    runtime_differences = check_runtime(document.get("runtime"), engine, on_env_mismatch, str(path))
+    if engine.class_names is None:
         warn(
             f"{path} records no class names: labels are indices; pass class_names=[...]", code="contract.no_class_names"
         )
@@ -175,6 +165,16 @@ def build(
 
             reference = ReferenceProfile.from_json(document["reference"], source=f"{path} (metadata)")
             logger.info("using the reference profile carried in %s", path)
-    self.monitor = self._make_monitor(reference, False) if monitor else None
-    self.replay_report = None
-    return self
+    return Parts(
+        artifact=artifact,
+        cfg=None,
+        applied_contract=contract_from_json(document["contract"]),
+        discrepancies=(),
+        engine=engine,
+        device=engine.device,
+        lock_report=report,
+        lock_path=Path(lock) if lock is not None else None,
+        reference=reference if monitor else None,
+        rebuild={"onnx": str(path), "providers": providers, "threads": threads, "class_names": class_names},
+        runtime_differences=tuple(runtime_differences),
+    )

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -230,6 +230,25 @@ class OnnxEngine:
         final = candidates[self.is_final(candidates.scores)]
         kept = {"input": prepared.tensor, "outputs": outputs} if stages else {}
         return OnnxResult(candidates=candidates, final=final, native=final, stages=kept)
+
+    def run_many(
+        self,
+        predictor: Any,
+        images: Iterable[Any],
+        color: str,
+        *,
+        workers: int | None = None,
+        threads: int = 1,
+        chunk_size: int = 4,
+    ) -> Iterator[tuple[Any, Detections, Detections]]:
+        """``(image_rgb or None, candidates, final)`` of each image, in order, here: onnxruntime runs
+        its own intra-op threads (``threads=`` of ``from_onnx``), so ``workers``, ``threads`` and
+        ``chunk_size`` of ``predict_many`` do not apply."""
+        want_image = predictor.monitor is not None
+        for image in images:
+            loaded = predictor.load(image, color)
+            result = self.run(loaded)
+            yield (loaded.to("RGB") if want_image else None), result.candidates, result.final
 
     # ------------------------------------------------------------------ the graph
     def forward(self, tensor: np.ndarray) -> dict[str, np.ndarray]:

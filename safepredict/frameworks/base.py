@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import abc
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -406,6 +406,43 @@ class Adapter(abc.ABC):
         return RawResult(
             candidates=candidates, final=self.final_detections(output, candidates), native=self.native(output)
         )
+
+    def run_many(
+        self,
+        predictor: Any,
+        images: Iterable[Any],
+        color: str,
+        *,
+        workers: int | None = None,
+        threads: int = 1,
+        chunk_size: int = 4,
+    ) -> Iterator[tuple[Any, Detections, Detections]]:
+        """``(image_rgb or None, candidates, final)`` of each image, in order, using the whole machine.
+
+        What :meth:`SafePredictor.predict_many` runs (see there): worker processes forked from this
+        one (sharing the model copy-on-write) or spawned, each building ``predictor`` again from its
+        arguments; or, with ``workers=0``, here with decoding overlapped. ``image_rgb`` is given when
+        the predictor has a monitor.
+        """
+        from safepredict.workers import WorkerPlan, chunks, cores, default_plan, run_chunk, run_in_workers
+
+        sized = len(images) if hasattr(images, "__len__") else None  # type: ignore[arg-type]
+        plan = (
+            default_plan(predictor.device, sized) if workers is None else WorkerPlan(workers=workers, threads=threads)
+        )
+        items = ((image, color) for image in images)
+        want_image = predictor.monitor is not None
+        if plan.workers == 0:
+            import torch
+
+            # Decoding on a second thread pays where the model leaves a core free (a GPU, one thread).
+            overlap = predictor.device.startswith("cuda") or torch.get_num_threads() < cores()
+            for chunk in chunks(items, chunk_size):
+                yield from run_chunk(predictor, chunk, want_image, overlap=overlap)
+        else:
+            kwargs = dict(predictor._init_kwargs)
+            kwargs["checkpoint"] = predictor.artifact.checkpoint
+            yield from run_in_workers(predictor, kwargs, items, plan, want_image=want_image, chunk_size=chunk_size)
 
     def final_detections(self, output: Any, candidates: Detections) -> Detections:
         """What the framework returns at the threshold: the candidates above it (see :meth:`is_final`).
