@@ -104,14 +104,23 @@ def test_batched_checks_equal_one_image_at_a_time(stream, with_reference, refere
 
 def test_a_finding_comes_back_with_its_batch_and_names_its_image():
     mon = _monitor(None)
+    healthy = Detections(np.zeros((3, 4)), np.array([0.9, 0.6, 0.2], np.float32), np.array([0, 1, 2]))
+    broken = Detections(np.zeros((2, 4)), np.array([np.nan, 0.8], np.float32), np.array([0, 1]))
     returned_at = {}
-    for i in range(1, 61):
-        for f in mon.observe(None, Detections.empty()):
-            returned_at[f.code] = (i, f.data["image_index"])
-    # The default streak limit (25 empty images) is reached at image 25, inside the batch of
-    # images 21-40: returned by the call of image 40, the evidence naming image 25.
-    assert returned_at["monitor.empty_streak"] == (40, MonitorConfig().empty_streak)
+    stream = [healthy] * 4 + [broken] + [healthy] * 35 + [Detections.empty()] * 40
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for i, dets in enumerate(stream, start=1):
+            for f in mon.observe(None, dets):
+                returned_at.setdefault(f.code, (i, f.data["image_index"]))
+    # NaN in image 5, inside the batch of images 1-20 (check_every = 20): returned by the call of
+    # image 20, the evidence naming image 5.
+    assert returned_at["monitor.nan_scores"] == (20, 5)
+    # The empty images start at 41; the default streak limit (25) is reached at image 65, in the
+    # batch of images 61-80: a streak that may fire is checked at once, at its own image.
+    limit = MonitorConfig().empty_streak
+    assert returned_at["monitor.empty_streak"] == (40 + limit, 40 + limit)
     # A snapshot checks the images not yet checked: the count is every image observed.
     for _ in range(7):
-        mon.observe(None, Detections.empty())
-    assert mon.snapshot()["images_total"] == 67
+        mon.observe(None, healthy)
+    assert mon.snapshot()["images_total"] == len(stream) + 7

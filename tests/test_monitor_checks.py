@@ -280,9 +280,10 @@ def test_rate_limit_by_images_and_seconds():
         now[0] = i * 0.05  # 20 images a second: 100 images take 5 s, so seconds decide
         fired += [(i, f) for f in mon.observe(None, Detections.empty())]
     streaks = [(i, f.data["image_index"]) for i, f in fired if f.code == "monitor.empty_streak"]
-    # Image 25 first, then 10 s (200 images) later, each time as of its image's own clock; each
-    # returned by the call that completed its batch of check_every (50) images.
-    assert streaks == [(49, 25), (249, 225)]
+    # Image 25 first, then 10 s (200 images) later, each time as of its image's own clock, and
+    # returned at once: a run of empty images that reaches a streak limit is checked without waiting
+    # for its batch.
+    assert streaks == [(24, 25), (224, 225)]
     snap = mon.snapshot()
     assert snap["findings_total"]["monitor.empty_streak"] == 2
     assert snap["findings_suppressed_total"]["monitor.empty_streak"] == 400 - 24 - 2

@@ -120,6 +120,7 @@ class Monitor:
         self._pending: list[tuple[np.ndarray, np.ndarray, float]] = []
         self._seen = 0  # images observed; self._images counts those whose outputs are checked
         self._now = 0.0  # the time of the image being checked (the rate limit's clock)
+        self._empty_run = 0  # images in a row without a detection, up to the last observed
         self._window_size = w
         self._input_checks = cfg.input_checks
         self._check_every = cfg.check_every
@@ -166,6 +167,11 @@ class Monitor:
             )
         else:
             self._empty_streak_limit = cfg.empty_streak
+        # The shortest run of empty images a streak finding needs: such a run is checked at once.
+        limits = [self._empty_streak_limit] if self._empty_streak_limit is not None else []
+        if ref is None:
+            limits.append(cfg.below_threshold_streak)
+        self._early_streak = min(limits) if limits else math.inf
         # What the drift tests compare with: the reference, or (without one) the stream's own first
         # images once baseline_images are in.
         self._input_window = InputWindow(None, cfg)
@@ -224,11 +230,13 @@ class Monitor:
 
         ``candidates`` are all detections before the score threshold, after NMS; the monitor cuts
         them at ``score_threshold`` itself. ``image`` is the RGB uint8 input, or None to skip the
-        input statistics. The per-image work is a grid copy and an append: the outputs of the images
-        since the last window test are checked together when the next one is due (every
-        ``check_every`` images, and at :meth:`snapshot`), each image's checks as if it came alone
-        (its own index and time); a finding about one image is returned by the call that completes
-        its batch, with the image's number in its evidence (``image_index``).
+        input statistics. The per-image work is a grid copy, an append and one comparison: the
+        outputs of the images since the last window test are checked together when the next one is
+        due (every ``check_every`` images, and at :meth:`flush` and :meth:`snapshot`), each image's
+        checks as if it came alone (its own index and time), and at once when the images without a
+        detection in a row reach a streak limit (the streak findings come back at their image). Any
+        other finding about one image (NaN, ranges, constant scores) is returned by the call that
+        completes its batch, with the image's number in its evidence (``image_index``).
         """
         with self._lock:
             now = self._clock()
@@ -245,8 +253,17 @@ class Monitor:
                     if self._grids.full:
                         self._flush_inputs()
             # The arrays are kept, not copied: a Detections is not changed after it is made.
-            self._pending.append((candidates.scores, candidates.labels, now))
-            found = self._flush_outputs() if seen % self._check_every == 0 else []
+            scores = candidates.scores
+            self._pending.append((scores, candidates.labels, now))
+            # Empty images in a row, checked or not: a streak that may fire now is checked now.
+            if scores.size and (scores > self.score_threshold).any():
+                self._empty_run = 0
+            else:
+                self._empty_run += 1
+            due = seen % self._check_every == 0 or (
+                self._empty_run >= self._early_streak and self._streak_may_fire(seen, now)
+            )
+            found = self._flush_outputs() if due else []
             if unreadable is not None and self._may_fire("monitor.input_shape", seen, now):
                 found.append(
                     Finding(
@@ -260,6 +277,15 @@ class Monitor:
             for finding in found:
                 finding.emit()
         return found
+
+    def _streak_may_fire(self, image: int, now: float) -> bool:
+        """Whether a streak finding would pass the rate limit at ``image`` and ``now`` (counts nothing)."""
+        cfg = self.config
+        for code in ("monitor.empty_streak", "monitor.all_below_threshold"):
+            last = self._last_fired.get(code)
+            if last is None or (image - last[0] >= cfg.rate_limit_images and now - last[1] >= cfg.rate_limit_seconds):
+                return True
+        return False
 
     def _sampled(self) -> bool:
         """With input_every > 1: whether this image gets input statistics (the start-up, then the schedule)."""
