@@ -162,7 +162,9 @@ def _trace_with_detectron2(d2_fixture, height: int, width: int, out):
     return out
 
 
-def test_detectron2_s_own_tracing_export_is_verified(d2_fixture, predictor, tmp_path):
+def _traced_at_the_common_size(d2_fixture, predictor, tmp_path):
+    """Detectron2's tracing export of the fixture at the size the contract resizes the most common
+    validation image size to: ``(traced, images of that size, images by size, the resized size)``."""
     import collections
 
     import cv2
@@ -176,7 +178,14 @@ def test_detectron2_s_own_tracing_export_is_verified(d2_fixture, predictor, tmp_
     size, same = max(by_size.items(), key=lambda kv: len(kv[1]))
     assert len(same) >= 2, "the fixture's validation images all differ in size"
     resized = shortest_edge_size(*size, contract.resize.min_size[0], contract.resize.max_size)
-    traced = _trace_with_detectron2(d2_fixture, *resized, tmp_path / "traced.onnx")
+    return _trace_with_detectron2(d2_fixture, *resized, tmp_path / "traced.onnx"), same, by_size, resized
+
+
+def test_detectron2_s_own_tracing_export_is_verified(d2_fixture, predictor, tmp_path):
+    from safepredict.engines.ops import shortest_edge_size
+
+    contract = predictor.contract
+    traced, same, by_size, resized = _traced_at_the_common_size(d2_fixture, predictor, tmp_path)
     declared = {"color": contract.input_format}
     # Images the traced size fits (the contract resizes them to it): it matches the contract.
     report = verify_export(traced, d2_fixture.checkpoint, same, preprocessing=declared, predictor=predictor)
@@ -244,19 +253,8 @@ def _as_mmdeploy_layout(traced, out):
 
 
 def test_an_export_in_mmdeploy_s_dets_layout_is_verified(d2_fixture, predictor, tmp_path):
-    import collections
-
-    import cv2
-
-    from safepredict.engines.ops import shortest_edge_size
-
     contract = predictor.contract
-    by_size = collections.defaultdict(list)
-    for path in d2_fixture.dataset.val_images:
-        by_size[cv2.imread(str(path)).shape[:2]].append(path)
-    size, same = max(by_size.items(), key=lambda kv: len(kv[1]))
-    resized = shortest_edge_size(*size, contract.resize.min_size[0], contract.resize.max_size)
-    traced = _trace_with_detectron2(d2_fixture, *resized, tmp_path / "traced.onnx")
+    traced, same, _, _ = _traced_at_the_common_size(d2_fixture, predictor, tmp_path)
     dets = _as_mmdeploy_layout(traced, tmp_path / "end2end.onnx")
     declared = {"color": contract.input_format}
     report = verify_export(dets, d2_fixture.checkpoint, same, preprocessing=declared, predictor=predictor)
