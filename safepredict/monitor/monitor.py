@@ -418,56 +418,56 @@ class Monitor:
         tops_list = tops.tolist()
         if self._healthy_batch(tops, n_final, constant, bad_labels):
             # Every image has detections, none is constant and no best score repeats the one before:
-            # what the loop below would do, in one step.
+            # what the loop would do, in one step.
             self._images, self._now = base + k, batch[-1][2]
             self._same_max_run, self._last_max = 1, tops_list[-1]
             if self._streak:
                 self._streak = self._streak_below_images = self._streak_below_candidates = self._below_run = 0
                 self._streak_best_below = -math.inf
-            k = 0  # nothing left for the loop
-        n_final_list = n_final.tolist()
-        constant_list = constant.tolist()
-        for i in range(k):
-            self._images = base + i + 1
-            self._now = batch[i][2]
-            n = sizes[i]
-            top = tops_list[i]
-            if n:
-                if constant_list[i]:
-                    self._constant(out, f"all {n} candidates of one image score {top:.6g}", n, top)
-                if top == self._last_max and top < _SATURATED:
-                    self._same_max_run += 1
-                    if self._same_max_run >= _CONSTANT_STREAK:
-                        self._constant(
-                            out, f"the best score was {top:.6g} in {self._same_max_run} images in a row", n, top
-                        )
-                else:
-                    self._same_max_run = 1
-                    self._last_max = top
-            else:
-                self._images_without_candidates += 1
-            if n_final_list[i]:
-                if bad_labels:
-                    self._label_range(out, kept)
-                if self._streak:
-                    self._streak = self._streak_below_images = self._streak_below_candidates = self._below_run = 0
-                    self._streak_best_below = -math.inf
-            else:
-                # Empty outputs and the threshold advice.
-                self._images_empty += 1
-                self._streak += 1
+        else:
+            n_final_list = n_final.tolist()
+            constant_list = constant.tolist()
+            for i in range(k):
+                self._images = base + i + 1
+                self._now = batch[i][2]
+                n = sizes[i]
+                top = tops_list[i]
                 if n:
-                    self._streak_below_images += 1
-                    self._streak_below_candidates += n
-                    self._streak_best_below = max(self._streak_best_below, top)
-                    self._below_run += 1
+                    if constant_list[i]:
+                        self._constant(out, f"all {n} candidates of one image score {top:.6g}", n, top)
+                    if top == self._last_max and top < _SATURATED:
+                        self._same_max_run += 1
+                        if self._same_max_run >= _CONSTANT_STREAK:
+                            self._constant(
+                                out, f"the best score was {top:.6g} in {self._same_max_run} images in a row", n, top
+                            )
+                    else:
+                        self._same_max_run = 1
+                        self._last_max = top
                 else:
-                    self._below_run = 0
-                self._check_streaks(out, n, top)
+                    self._images_without_candidates += 1
+                if n_final_list[i]:
+                    if bad_labels:
+                        self._label_range(out, kept)
+                    if self._streak:
+                        self._streak = self._streak_below_images = self._streak_below_candidates = self._below_run = 0
+                        self._streak_best_below = -math.inf
+                else:
+                    # Empty outputs and the threshold advice.
+                    self._images_empty += 1
+                    self._streak += 1
+                    if n:
+                        self._streak_below_images += 1
+                        self._streak_below_candidates += n
+                        self._streak_best_below = max(self._streak_best_below, top)
+                        self._below_run += 1
+                    else:
+                        self._below_run = 0
+                    self._check_streaks(out, n, top)
         self._candidates += total
         self._detections += int(kept.size)
-        self._pos = (pos + len(batch)) % w
-        self._filled = min(self._filled + len(batch), w)
+        self._pos = (pos + k) % w
+        self._filled = min(self._filled + k, w)
         if self._images % self._check_every == 0:
             self._window_tests(out)
         return True
